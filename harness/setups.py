@@ -1,0 +1,75 @@
+"""Setups: named bundles of provider environment defaults and default model ids.
+
+A replay on a fresh machine must enable the same providers and ask for the same model ids as
+the machine that recorded, or every request misses. Llama Stack's suites call such a bundle a
+setup; `--setup ollama` (the default) is what the committed recordings were made with. The
+defaults never override a value already set in the environment, so a real `OLLAMA_URL` still
+records against a real model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DEFAULT_SETUP = "ollama"
+
+
+class SetupError(ValueError):
+    """An unknown setup name; the message lists the valid ones."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    description: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    text_model: str | None = None
+    embedding_model: str | None = None
+
+    def env_defaults(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The setup's variables that `environ` does not already set (an empty value is unset)."""
+        return {key: value for key, value in self.env.items() if not environ.get(key)}
+
+
+SETUPS: Mapping[str, Setup] = MappingProxyType(
+    {
+        "ollama": Setup(
+            name="ollama",
+            description="Ollama at OLLAMA_URL (default http://localhost:11434)",
+            env=MappingProxyType({"OLLAMA_URL": "http://localhost:11434"}),
+            text_model="ollama/llama3.2:3b",
+            embedding_model="ollama/all-minilm:l6-v2",
+        ),
+        "vllm": Setup(
+            name="vllm",
+            description="vLLM at VLLM_URL (default http://localhost:8000/v1), no embedding model",
+            env=MappingProxyType({"VLLM_URL": "http://localhost:8000/v1"}),
+            text_model="vllm/Qwen/Qwen3-0.6B",
+            embedding_model=None,
+        ),
+        "openai": Setup(
+            name="openai",
+            description="OpenAI; OPENAI_API_KEY gets a placeholder when unset (enough to replay)",
+            env=MappingProxyType({"OPENAI_API_KEY": "sk-replay-placeholder"}),
+            text_model="openai/gpt-4o-mini",
+            embedding_model="openai/text-embedding-3-small",
+        ),
+    }
+)
+
+
+def get_setup(name: str, *, source: str = "--setup") -> Setup:
+    """Look a setup up by name; an unknown name is a `SetupError` listing the valid ones."""
+    try:
+        return SETUPS[name.strip().lower()]
+    except KeyError:
+        raise SetupError(
+            f"{source}={name!r} is not a known setup; use one of: {', '.join(SETUPS)}"
+        ) from None
+
+
+def help_text() -> str:
+    """One line per setup, for `pytest --help`."""
+    return "; ".join(f"{s.name}: {s.description}" for s in SETUPS.values())

@@ -1,0 +1,169 @@
+"""Parse `--stack-config` into a target: one frozen dataclass per form.
+
+The value is the one thing every user types, so it gets one parser with one error message
+that lists all five forms with an example each. The parser only checks the *shape* of the
+value; whether a distribution, file, API or provider exists is decided by
+`harness.stack.config` when the target is used, with its own error naming what was tried.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from harness.stack.config import StackConfigError
+
+PORT_ENV = "LLAMA_STACK_PORT"
+DEFAULT_PORT = 8321
+
+FORMS = (
+    ("server:<config>", "start or reuse a stack server on LLAMA_STACK_PORT (default 8321)",
+     "server:starter"),
+    ("server:<config>:<port>", "the same on the given port", "server:starter:8322"),
+    ("<url>", "a running stack server, used as is (never started or stopped)",
+     "http://localhost:8321"),
+    ("<distribution or run.yaml>", "library mode: the stack runs inside the pytest process",
+     "starter  or  ./run.yaml"),
+    ("<api>=<provider>,...", "library mode with just those APIs and providers",
+     "inference=ollama,prompts=kv_sqlite"),
+)  # fmt: skip
+
+_PROVIDER_PAIR = re.compile(r"^[a-z][a-z0-9_]*=[A-Za-z0-9_.:\-]+$")
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """Forms 1 and 2: a stack server process the harness starts (or reuses) on `port`."""
+
+    config: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def describe(self) -> str:
+        return f"server:{self.config} on port {self.port}"
+
+
+@dataclass(frozen=True)
+class UrlTarget:
+    """Form 3: a stack someone else runs; recording happens at the client layer."""
+
+    url: str
+
+    @property
+    def base_url(self) -> str:
+        return self.url
+
+    def describe(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class LibraryTarget:
+    """Form 4: a distribution name or run.yaml path served in-process."""
+
+    config: str
+
+    def describe(self) -> str:
+        return f"library {self.config}"
+
+
+@dataclass(frozen=True)
+class ProvidersTarget:
+    """Form 5: a run config built from `api=provider` pairs, served in-process."""
+
+    spec: str
+
+    def describe(self) -> str:
+        return f"library {self.spec}"
+
+
+StackTarget = ServerTarget | UrlTarget | LibraryTarget | ProvidersTarget
+
+
+def forms_help() -> str:
+    width = max(len(form) for form, _, _ in FORMS)
+    return "\n".join(f"  {form:<{width}}  {what}; e.g. {example}" for form, what, example in FORMS)
+
+
+def _malformed(value: str, reason: str) -> StackConfigError:
+    return StackConfigError(
+        f"--stack-config={value!r} is not valid: {reason}.\n"
+        f"Use one of the five forms:\n{forms_help()}"
+    )
+
+
+def _parse_port(value: str, text: str, source: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise _malformed(value, f"{source} {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _parse_server(value: str, rest: str, env: Mapping[str, str]) -> ServerTarget:
+    config, port_text = rest, None
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail.isdigit():
+        config, port_text = head, tail
+    if not config:
+        raise _malformed(value, "the config after 'server:' is empty")
+    if port_text is not None:
+        return ServerTarget(config=config, port=_parse_port(value, port_text, "port"))
+    env_port = env.get(PORT_ENV, "").strip()
+    if env_port:
+        return ServerTarget(config=config, port=_parse_port(value, env_port, PORT_ENV))
+    return ServerTarget(config=config, port=DEFAULT_PORT)
+
+
+def _parse_url(value: str) -> UrlTarget:
+    parts = urlsplit(value)
+    if not parts.hostname:
+        raise _malformed(value, "the URL has no host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is out of range
+    except ValueError:
+        raise _malformed(value, "the URL's port is not a number in 1-65535") from None
+    if parts.query or parts.fragment:
+        raise _malformed(value, "the URL must not carry a query or fragment")
+    return UrlTarget(url=value.rstrip("/"))
+
+
+def _parse_providers(value: str) -> ProvidersTarget:
+    pairs = [pair.strip() for pair in value.split(",")]
+    for pair in pairs:
+        if not _PROVIDER_PAIR.match(pair):
+            raise _malformed(value, f"{pair!r} is not an <api>=<provider> pair")
+    apis = [pair.split("=", 1)[0] for pair in pairs]
+    duplicated = sorted({api for api in apis if apis.count(api) > 1})
+    if duplicated:
+        raise _malformed(value, f"API {duplicated[0]!r} is given more than once")
+    return ProvidersTarget(spec=",".join(pairs))
+
+
+def parse_stack_config(value: str, env: Mapping[str, str] | None = None) -> StackTarget:
+    """Parse one `--stack-config` value; a malformed one raises `StackConfigError`."""
+    env = os.environ if env is None else env
+    text = value.strip()
+    if not text:
+        raise _malformed(value, "it is empty")
+    if text.startswith("server:"):
+        return _parse_server(value, text[len("server:") :], env)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in ("http", "https"):
+        return _parse_url(text)
+    if scheme:
+        raise _malformed(value, f"URL scheme {scheme!r} is not supported (use http or https)")
+    if "=" in text:
+        return _parse_providers(text)
+    if ":" in text and not Path(text).exists():
+        raise _malformed(
+            value,
+            "it has a ':' but is neither 'server:...', a URL, nor an existing file "
+            "(for a server on a port, write server:<config>:<port> or http://host:port)",
+        )
+    return LibraryTarget(config=text)

@@ -1,0 +1,250 @@
+"""Starting, sharing and stopping a stack server process, with small real servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness import server
+from harness.server import ServerSpec, StackServerError
+
+# A stand-in stack: answers GET /v1/health like the real one, after an optional delay.
+FAKE_STACK = textwrap.dedent(
+    """
+    import json, signal, sys, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port, behaviour = int(sys.argv[1]), sys.argv[2]
+    for i in range(50):
+        print(f"log line {i}", flush=True)
+    if behaviour == "crash":
+        sys.exit(3)
+    if behaviour == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    status = {"healthy": 200, "stubborn": 200, "unhealthy": 503}[behaviour]
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"status": "OK" if status == 200 else "starting"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    time.sleep(0.2)
+    ThreadingHTTPServer(("127.0.0.1", port), Health).serve_forever()
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def state(tmp_path) -> Path:
+    directory = tmp_path / "state"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def make_spec(tmp_path):
+    script = tmp_path / "fake_stack.py"
+    script.write_text(FAKE_STACK)
+
+    def make(port: int, behaviour: str = "healthy", timeout: float = 10.0, **signature):
+        return ServerSpec(
+            command=[sys.executable, str(script), str(port), behaviour],
+            port=port,
+            env=dict(os.environ),
+            log_path=tmp_path / f"server-{port}.log",
+            startup_timeout=timeout,
+            signature=signature,
+        )
+
+    return make
+
+
+class _Handler(BaseHTTPRequestHandler):
+    reply = (200, b'{"status":"OK"}')
+
+    def do_GET(self):
+        status, body = self.reply
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """A server in this process answering GET with a chosen status and body."""
+    servers = []
+
+    def start(status: int, body: bytes) -> int:
+        handler = type("Handler", (_Handler,), {"reply": (status, body)})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return httpd.server_address[1]
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_starts_a_server_and_stops_its_process_on_release(make_spec, state):
+    lease = server.acquire(make_spec(free_port()), state)
+
+    assert lease.origin == server.ORIGIN_STARTED
+    assert server.probe("127.0.0.1", lease.port).state == "healthy"
+    lease.release()
+    assert wait_gone(lease.pid)
+    assert server.probe("127.0.0.1", lease.port).state == "free"
+
+
+def test_second_holder_shares_the_server_and_the_last_release_stops_it(make_spec, state):
+    spec = make_spec(free_port())
+    first = server.acquire(spec, state)
+    second = server.acquire(spec, state)
+
+    assert second.origin == server.ORIGIN_SHARED
+    assert second.pid == first.pid
+    first.release()
+    assert server.probe("127.0.0.1", spec.port).state == "healthy"
+    second.release()
+    assert wait_gone(first.pid)
+
+
+def test_a_server_already_running_is_reused_and_left_running(http_server, make_spec, state):
+    port = http_server(200, b'{"status": "OK"}')
+
+    lease = server.acquire(make_spec(port), state)
+    lease.release()
+
+    assert lease.origin == server.ORIGIN_EXTERNAL
+    assert server.probe("127.0.0.1", port).state == "healthy"
+
+
+def test_port_taken_by_something_else_names_the_port_and_the_answer(http_server, make_spec, state):
+    port = http_server(404, b"no such page")
+
+    with pytest.raises(StackServerError) as caught:
+        server.acquire(make_spec(port), state)
+
+    message = str(caught.value)
+    assert f"port {port} is taken by something that is not a healthy stack" in message
+    assert "HTTP 404" in message
+    assert "no such page" in message
+
+
+def test_port_taken_by_a_non_http_service_says_so(make_spec, state):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def close_connections():
+            conn, _ = listener.accept()
+            conn.sendall(b"SSH-2.0-not-http\r\n")
+            conn.close()
+
+        threading.Thread(target=close_connections, daemon=True).start()
+        with pytest.raises(StackServerError, match=f"port {port} is taken.*does not speak HTTP"):
+            server.acquire(make_spec(port), state)
+
+
+def test_crash_at_start_reports_exit_code_and_last_40_log_lines(make_spec, state):
+    spec = make_spec(free_port(), behaviour="crash")
+
+    with pytest.raises(StackServerError) as caught:
+        server.acquire(spec, state)
+
+    message = str(caught.value)
+    assert "exited with code 3" in message
+    assert "log line 49" in message and "log line 10" in message
+    assert "log line 9\n" not in message
+    assert not (state / f"port-{spec.port}.json").exists()
+
+
+def test_never_healthy_server_is_stopped_and_reported(make_spec, state):
+    spec = make_spec(free_port(), behaviour="unhealthy", timeout=1.0)
+
+    with pytest.raises(StackServerError) as caught:
+        server.acquire(spec, state)
+
+    message = str(caught.value)
+    assert "not healthy after 1 s" in message
+    assert "HTTP 503" in message
+    assert server.probe("127.0.0.1", spec.port).state == "free"
+
+
+def test_server_ignoring_sigterm_is_killed_after_the_grace_period(make_spec, state):
+    lease = server.acquire(make_spec(free_port(), behaviour="stubborn"), state)
+
+    server.stop_process_group(lease.pid, grace=0.5)
+
+    assert wait_gone(lease.pid, timeout=2)
+    lease.released = True
+
+
+def test_sharing_a_server_with_other_recording_settings_is_refused(make_spec, state):
+    port = free_port()
+    lease = server.acquire(make_spec(port, mode="record"), state)
+    try:
+        with pytest.raises(StackServerError, match="started by another test session"):
+            server.acquire(make_spec(port, mode="replay"), state)
+    finally:
+        lease.release()
+
+
+def test_server_whose_holders_died_is_adopted(make_spec, state):
+    spec = make_spec(free_port())
+    lease = server.acquire(spec, state)
+    state_file = state / f"port-{spec.port}.json"
+    dead_pid = 2**22 + 1  # above the default pid_max: never a live process
+    state_file.write_text(state_file.read_text().replace(str(os.getpid()), str(dead_pid)))
+
+    adopted = server.acquire(spec, state)
+    lease.released = True  # the first holder "died"; only the adopter holds it now
+
+    assert adopted.origin == server.ORIGIN_SHARED and adopted.pid == lease.pid
+    adopted.release()
+    assert wait_gone(lease.pid)
+
+
+def test_alive_is_false_for_an_exited_process():
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    assert not server.alive(process.pid)
+    assert server.alive(os.getpid())
