@@ -1,0 +1,97 @@
+"""Explain a replay miss: the nearest recorded request and what differs.
+
+A miss usually means the test or the stack changed one field of a request. Showing the
+nearest recording for the same endpoint with a field-by-field diff (dotted paths such as
+``body.messages[0].content``) turns "HTTP 500" into the one-line reason, and the command to
+record it turns the reason into the fix.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from harness.recording.errors import RecordingError
+from harness.recording.modes import MODE_ENV
+from harness.recording.store import RecordingStore
+
+ABSENT = "<absent>"
+MAX_DIFF_FIELDS = 50
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted path: leaf value}; empty containers are leaves."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key in sorted(value):
+            out.update(flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value:
+        out = {}
+        for i, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def diff_requests(recorded: dict[str, Any], requested: dict[str, Any]) -> list[dict[str, Any]]:
+    """Field-by-field differences between two canonical requests."""
+    left, right = flatten(recorded), flatten(requested)
+    fields = sorted(set(left) | set(right))
+    return [
+        {"field": f, "recorded": left.get(f, ABSENT), "requested": right.get(f, ABSENT)}
+        for f in fields
+        if left.get(f, ABSENT) != right.get(f, ABSENT)
+    ]
+
+
+def _canonical_of(record: dict[str, Any]) -> dict[str, Any]:
+    request = record["request"]
+    value = {
+        "method": request["method"],
+        "path": request["path"],
+        "query": request.get("query") or {},
+        "body": request.get("body"),
+        "test_id": record.get("test_id", ""),
+    }
+    if record.get("occurrence"):
+        value["occurrence"] = record["occurrence"]
+    return value
+
+
+def record_command(test_id: str) -> str:
+    base = f"{MODE_ENV}=record-if-missing pytest"
+    return f"{base} {shlex.quote(test_id)}" if test_id else base
+
+
+def build_miss(
+    store: RecordingStore, canonical: dict[str, Any], fingerprint: str, path: Path
+) -> dict[str, Any]:
+    """The ``ReplayMissError.miss`` dict for a request that has no recording."""
+    test_id = canonical.get("test_id", "")
+    nearest: dict[str, Any] | None = None
+    best: tuple[int, int] | None = None
+    best_diff: list[dict[str, Any]] = []
+    for candidate in store.module_files(test_id):
+        try:
+            record = store.load(candidate)
+        except RecordingError:
+            continue
+        request = record["request"]
+        if request["method"].upper() != canonical["method"] or request["path"] != canonical["path"]:
+            continue
+        diff = diff_requests(_canonical_of(record), canonical)
+        score = (0 if record.get("test_id") == test_id else 1, len(diff))
+        if best is None or score < best:
+            best, best_diff = score, diff
+            nearest = {"path": store.relative(candidate), "request": _canonical_of(record)}
+    return {
+        "fingerprint": fingerprint,
+        "test_id": test_id,
+        "endpoint": f"{canonical['method']} {canonical['path']}",
+        "recording_path": store.relative(path),
+        "nearest": nearest,
+        "diff": best_diff[:MAX_DIFF_FIELDS],
+        "command": record_command(test_id),
+    }
