@@ -1,0 +1,150 @@
+"""``harness recordings list|show|verify|prune``: inspect and maintain a recordings directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from harness.recording.errors import RecordingError
+from harness.recording.fingerprint import fingerprint_of_record
+from harness.recording.modes import DEFAULT_DIRECTORY, DIR_ENV
+from harness.recording.redaction import find_secret_patterns
+from harness.recording.store import RecordingStore
+from harness.recording.usage import read_last_run
+
+
+def default_directory() -> Path:
+    return Path(os.environ.get(DIR_ENV, "").strip() or DEFAULT_DIRECTORY)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("recordings", help="list, show, verify and prune recordings")
+    commands = parser.add_subparsers(dest="recordings_command", required=True, metavar="ACTION")
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--dir",
+            type=Path,
+            default=None,
+            help=f"recordings directory (default: ${DIR_ENV} or ./{DEFAULT_DIRECTORY})",
+        )
+        sub.set_defaults(func=func)
+        return sub
+
+    add("list", "per test: number of recordings, endpoints, size", cmd_list)
+    show = add("show", "print one recording", cmd_show)
+    show.add_argument("target", help="a fingerprint (or unique prefix) or a file path")
+    add("verify", "check files parse, match their fingerprint, hold no secret", cmd_verify)
+    prune = add("prune", "delete recordings the last complete replay run did not use", cmd_prune)
+    prune.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+
+
+def _store(args: argparse.Namespace) -> RecordingStore:
+    directory = args.dir if args.dir is not None else default_directory()
+    if not directory.is_dir():
+        raise RecordingError(
+            f"{directory}: recordings directory not found; pass --dir or set {DIR_ENV}"
+        )
+    return RecordingStore(directory)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    per_test: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"count": 0, "size": 0, "endpoints": set()}
+    )
+    for path in store.iter_files():
+        record = store.load(path)
+        entry = per_test[record["test_id"] or "<shared>"]
+        entry["count"] += 1
+        entry["size"] += path.stat().st_size
+        entry["endpoints"].add(f"{record['request']['method']} {record['request']['path']}")
+    for test_id in sorted(per_test):
+        entry = per_test[test_id]
+        endpoints = ", ".join(sorted(entry["endpoints"]))
+        print(f"{test_id}\t{entry['count']} recording(s)\t{entry['size']} bytes\t{endpoints}")
+    total = sum(e["count"] for e in per_test.values())
+    print(f"{total} recording(s) in {len(per_test)} test(s)")
+    return 0
+
+
+def _find(store: RecordingStore, target: str) -> Path:
+    candidate = Path(target)
+    for path in (candidate, store.directory / target):
+        if path.is_file():
+            return path
+    matches = [p for p in store.iter_files() if p.stem.startswith(target.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RecordingError(f"{target}: no recording with this fingerprint or path")
+    names = ", ".join(store.relative(p) for p in matches[:5])
+    raise RecordingError(f"{target}: ambiguous fingerprint prefix, matches {names}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    path = _find(store, args.target)
+    record = store.load(path)
+    print(f"# {store.relative(path)}")
+    print(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False))
+    return 0
+
+
+def verify_file(store: RecordingStore, path: Path) -> list[str]:
+    """The problems of one recording file (empty when it is valid)."""
+    try:
+        record = store.load(path)
+    except RecordingError as exc:
+        return [str(exc)]
+    problems = []
+    expected = fingerprint_of_record(record)
+    if record["fingerprint"] != expected or path.stem != expected:
+        problems.append(
+            f"{store.relative(path)}: fingerprint recomputed from content is {expected}, "
+            f"file says {record['fingerprint']} and is named {path.stem}"
+        )
+    found = find_secret_patterns(path.read_text(encoding="utf-8"))
+    if found:
+        problems.append(f"{store.relative(path)}: looks like it holds a secret: {', '.join(found)}")
+    return problems
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    count = 0
+    problems: list[str] = []
+    for path in store.iter_files():
+        count += 1
+        problems.extend(verify_file(store, path))
+    for problem in problems:
+        print(f"BAD {problem}")
+    if problems:
+        print(f"{len(problems)} problem(s) in {count} recording(s)")
+        return 1
+    print(f"{count} recording(s) OK")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    store = _store(args)
+    used = read_last_run(store.directory)
+    unused = [p for p in store.iter_files() if store.relative(p) not in used]
+    for path in unused:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {store.relative(path)}")
+        if not args.dry_run:
+            path.unlink()
+            _remove_empty_parents(path.parent, store.directory)
+    print(f"{len(unused)} unused recording(s){' (dry run)' if args.dry_run else ''}")
+    return 0
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
