@@ -1,0 +1,217 @@
+"""`create_app`: the reference stack as a FastAPI application.
+
+Everything a run config asks for is built here, eagerly, so config problems (an unsupported
+backend, vLLM without a URL) surface as `StackConfigError` before a server binds its port.
+Only the provider model listing waits for the lifespan, since it talks to the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from harness.recording.context import TestScopeMiddleware
+from harness.recording.errors import ReplayMissError
+from harness.recording.modes import RecordingSettings
+from harness.recording.transport import RECORDING_MISS_HEADER
+from harness.stack import api_inference, api_prompts, api_server
+from harness.stack.config import RunConfig, StackConfigError
+from harness.stack.errors import (
+    ModelNotFoundError,
+    ModelTypeError,
+    UpstreamConnectionError,
+    UpstreamError,
+    translate_exception,
+)
+from harness.stack.inference import InferenceRouter
+from harness.stack.models import Model, ModelRegistry
+from harness.stack.prompts import PromptService
+from harness.stack.providers.openai_compat import OpenAICompatProvider
+from harness.stack.storage.inference_store import (
+    ChatCompletionNotFoundError,
+    SqliteInferenceStore,
+)
+from harness.stack.storage.kv_sqlite import SqliteKVStore
+
+logger = logging.getLogger(__name__)
+
+# Exceptions a request can raise that have a defined HTTP translation (see errors.py).
+TRANSLATED = (
+    ValueError,
+    ValidationError,
+    ModelNotFoundError,
+    ModelTypeError,
+    UpstreamError,
+    UpstreamConnectionError,
+    ChatCompletionNotFoundError,
+    PermissionError,
+    ConnectionError,
+    TimeoutError,
+    NotImplementedError,
+)
+
+
+@dataclass
+class Stack:
+    """The live parts of one stack, reachable from handlers as `request.app.state.stack`."""
+
+    run_config: RunConfig
+    providers: dict[str, OpenAICompatProvider]
+    models: ModelRegistry
+    inference: InferenceRouter
+    prompts: PromptService
+    kv_stores: list[SqliteKVStore]
+
+    async def start(self) -> None:
+        """Register every provider's listed models, then the run config's own models."""
+        for provider in self.providers.values():
+            try:
+                ids = await provider.list_models()
+            except ReplayMissError as exc:
+                logger.warning(
+                    "model listing of provider %s not recorded:\n%s", provider.provider_id, exc
+                )
+                continue
+            except Exception as exc:
+                logger.warning(
+                    "could not list models of provider %s: %s", provider.provider_id, exc
+                )
+                continue
+            for model_id in ids:
+                meta = provider.embedding_metadata.get(model_id)
+                self.models.add(
+                    Model(
+                        f"{provider.provider_id}/{model_id}",
+                        provider.provider_id,
+                        model_id,
+                        "embedding" if meta else "llm",
+                        dict(meta or {}),
+                    )
+                )
+            logger.info("provider %s lists %d models", provider.provider_id, len(ids))
+        for spec in self.run_config.models:
+            if not spec.provider_id or spec.provider_id == "__disabled__":
+                continue
+            provider_model_id = spec.provider_model_id or spec.model_id
+            self.models.add(
+                Model(
+                    f"{spec.provider_id}/{provider_model_id}",
+                    spec.provider_id,
+                    provider_model_id,
+                    spec.model_type,
+                    dict(spec.metadata),
+                    "via_register_api",
+                )
+            )
+
+    async def stop(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        for store in self.kv_stores:
+            store.close()
+        if self.inference.store is not None:
+            self.inference.store.close()
+
+
+def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> Stack:
+    providers = {}
+    for provider in run_config.enabled_providers("inference"):
+        providers[str(provider.provider_id)] = OpenAICompatProvider(provider, recording=recording)
+    for spec in run_config.models:
+        if (
+            spec.provider_id
+            and spec.provider_id != "__disabled__"
+            and spec.provider_id not in providers
+        ):
+            raise StackConfigError(
+                f"{run_config.source}: registered_resources.models: model '{spec.model_id}' names "
+                f"provider '{spec.provider_id}', which is not an enabled inference provider "
+                f"(enabled: {sorted(providers)})"
+            )
+    prompts_path = run_config.kv_store_path("prompts")
+    if prompts_path is None:
+        raise StackConfigError(
+            f"{run_config.source}: storage.stores.prompts must use a kv_sqlite backend"
+        )
+    prompts_kv = SqliteKVStore(prompts_path)
+    inference_path = run_config.sql_store_path("inference")
+    store = SqliteInferenceStore(inference_path) if inference_path else None
+    models = ModelRegistry(providers)
+    return Stack(
+        run_config=run_config,
+        providers=providers,
+        models=models,
+        inference=InferenceRouter(providers, models, store),
+        prompts=PromptService(prompts_kv),
+        kv_stores=[prompts_kv],
+    )
+
+
+def create_app(
+    run_config: RunConfig,
+    *,
+    recording: RecordingSettings | None = None,
+    recording_from_env: bool = True,
+) -> FastAPI:
+    """The stack's ASGI app; recording settings come from the environment unless given."""
+    if recording is None and recording_from_env:
+        recording = RecordingSettings.from_env(os.environ)
+    stack = build_stack(run_config, recording)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await stack.start()
+        try:
+            yield
+        finally:
+            await stack.stop()
+
+    app = FastAPI(title=f"stack-harness ({run_config.image_name})", lifespan=lifespan)
+    app.state.stack = stack
+    routers = [api_server.build_router(), api_inference.build_router(), api_prompts.build_router()]
+    for router in routers:
+        app.include_router(router)
+    # FastAPI includes routers lazily, so /v1/inspect/routes reads this list, not app.routes.
+    app.state.stack_routes = [
+        (route.path, set(route.methods))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    install_error_handlers(app)
+    app.add_middleware(TestScopeMiddleware)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"error": {"detail": {"errors": errors}}}, status_code=400)
+
+    async def translated(request: Request, exc: Exception) -> JSONResponse:
+        status, detail = translate_exception(exc)
+        if status >= 500:
+            logger.error("%s %s failed: %r", request.method, request.url.path, exc)
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    async def replay_miss(request: Request, exc: ReplayMissError) -> JSONResponse:
+        logger.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": exc.summary(), "recording_miss": exc.to_dict()},
+            status_code=500,
+            headers={RECORDING_MISS_HEADER: str(exc.miss.get("fingerprint", ""))},
+        )
+
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ReplayMissError, replay_miss)
+    for kind in TRANSLATED:
+        app.add_exception_handler(kind, translated)

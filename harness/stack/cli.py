@@ -1,0 +1,101 @@
+"""`harness stack run <distro | run.yaml> [--port N] [--host H]`: serve the stack with uvicorn.
+
+Heavy imports (FastAPI, uvicorn) happen only when the command runs, so `harness --help` and
+the other sub-commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+logger = logging.getLogger("harness.stack.run")
+
+DEFAULT_PORT = 8321
+DEFAULT_HOST = "127.0.0.1"
+SHUTDOWN_TIMEOUT_S = 3
+
+
+def register(subparsers: Any) -> None:
+    stack = subparsers.add_parser("stack", help="Run the reference stack.")
+    commands = stack.add_subparsers(dest="stack_command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="Serve a run configuration (a distribution name or a run.yaml path).",
+        description="Serve the reference stack. Configuration comes from the run.yaml and the "
+        "environment (e.g. OLLAMA_URL=http://localhost:11434 harness stack run starter).",
+    )
+    run.add_argument("config", help="distribution name (e.g. starter) or path to a run.yaml")
+    run.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port to listen on (default: $LLAMA_STACK_PORT or {DEFAULT_PORT})",
+    )
+    run.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
+    )
+    run.set_defaults(func=run_command)
+
+
+def resolve_port(cli_port: int | None, env: dict[str, str] | None = None) -> int:
+    """--port, else LLAMA_STACK_PORT, else 8321 (server.port in the YAML is ignored, as in
+    Llama Stack)."""
+    from harness.stack.errors import StackConfigError
+
+    if cli_port is not None:
+        return cli_port
+    raw = (env if env is not None else os.environ).get("LLAMA_STACK_PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    try:
+        return int(raw)
+    except ValueError:
+        raise StackConfigError(f"LLAMA_STACK_PORT must be a port number, got {raw!r}") from None
+
+
+def loggable_config(run_config: Any) -> str:
+    """The run config as YAML, without disabled providers and with secrets redacted."""
+    import yaml
+
+    from harness.stack.providers.registry import redact
+
+    data = dict(run_config.data)
+    providers = {}
+    for api, entries in (data.get("providers") or {}).items():
+        providers[api] = [
+            e
+            for e in entries
+            if isinstance(e, dict) and e.get("provider_id") not in (None, "__disabled__")
+        ]
+    data["providers"] = providers
+    return yaml.safe_dump(redact(data), sort_keys=True)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from harness.stack.config import load_run_config
+
+    port = resolve_port(args.port)
+    run_config = load_run_config(args.config)
+    logger.info("Using run configuration: %s", run_config.path)
+    logger.info("Run configuration:\n%s", loggable_config(run_config))
+
+    import uvicorn
+
+    from harness.stack.app import create_app
+
+    app = create_app(run_config)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
+    )
+    server = uvicorn.Server(config)
+    logger.info("Listening on http://%s:%d", args.host, port)
+    server.run()
+    return 0 if server.started else 1

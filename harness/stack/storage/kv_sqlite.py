@@ -1,0 +1,101 @@
+"""The kv_sqlite backend: Llama Stack's `kvstore` table, keys stored without a namespace.
+
+Keeping Llama Stack's exact table and key layout means the seed's
+`SELECT * FROM kvstore WHERE key LIKE 'prompts:v1:%'` works on our files too. One connection
+per store, serialised by a lock and used from a worker thread, plus WAL and a busy timeout for
+other processes on the same file: concurrent requests never see "database is locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kvstore (
+    key TEXT PRIMARY KEY,
+    value TEXT,
+    expiration TIMESTAMP
+)
+"""
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    """Open (creating the parent directory) a sqlite file tuned for concurrent use."""
+    db_path = Path(db_path).expanduser()
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        db_path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class SqliteKVStore:
+    """Async key-value store over one sqlite file (blocking calls run in a worker thread)."""
+
+    def __init__(self, db_path: Path | str) -> None:
+        self.db_path = Path(db_path).expanduser()
+        self._lock = threading.Lock()
+        self._conn = connect(self.db_path)
+        with self._lock:
+            self._conn.execute(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _run(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    async def get(self, key: str) -> str | None:
+        rows = await asyncio.to_thread(
+            self._query, "SELECT value FROM kvstore WHERE key = ?", (key,)
+        )
+        return rows[0][0] if rows else None
+
+    async def set(self, key: str, value: str) -> None:
+        await asyncio.to_thread(
+            self._run,
+            "INSERT OR REPLACE INTO kvstore (key, value, expiration) VALUES (?, ?, NULL)",
+            (key, value),
+        )
+
+    async def set_if_absent(self, key: str, value: str) -> bool:
+        """Insert only if the key is new; True if it was written. The atomic step of updates."""
+        cursor = await asyncio.to_thread(
+            self._run,
+            "INSERT OR IGNORE INTO kvstore (key, value, expiration) VALUES (?, ?, NULL)",
+            (key, value),
+        )
+        return cursor.rowcount == 1
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._run, "DELETE FROM kvstore WHERE key = ?", (key,))
+
+    async def keys_in_range(self, start: str, end: str) -> list[str]:
+        """Keys with start <= key <= end, in key order (inclusive end, as Llama Stack's)."""
+        rows = await asyncio.to_thread(
+            self._query,
+            "SELECT key FROM kvstore WHERE key >= ? AND key <= ? ORDER BY key",
+            (start, end),
+        )
+        return [row[0] for row in rows]
+
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        rows = await asyncio.to_thread(
+            self._query,
+            "SELECT key, value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\uffff"),
+        )
+        return [(k, v) for k, v in rows]
