@@ -144,22 +144,28 @@ class _Core:
     def plain_record(
         self, pending: _Pending, status: int, headers: dict[str, str], content: bytes
     ) -> dict[str, Any]:
-        """The stored form of a non-stream response (JSON body, else text), redacted."""
-        text = self.redactor.text(content.decode("utf-8", "replace"))
-        response: dict[str, Any] = {"status": status, "headers": headers}
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            parsed = None
-        if parsed is not None and "json" in headers.get("content-type", "json"):
-            response["body"] = normalize_json(parsed, pending.fingerprint)
-        else:
-            response["text"] = text
-        return response
+        return stored_plain_response(status, headers, content, pending.fingerprint, self.redactor)
 
     def _log(self, kind: str, *values: str) -> None:
         if self.settings.usage_log is not None:
             usage.append_usage(self.settings.usage_log, kind, *values)
+
+
+def stored_plain_response(
+    status: int, headers: dict[str, str], content: bytes, fp: str, redactor: Redactor
+) -> dict[str, Any]:
+    """The stored form of a non-stream response: normalised JSON body, else text; redacted."""
+    text = redactor.text(content.decode("utf-8", "replace"))
+    response: dict[str, Any] = {"status": status, "headers": headers}
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if parsed is not None and "json" in headers.get("content-type", "json"):
+        response["body"] = normalize_json(parsed, fp)
+    else:
+        response["text"] = text
+    return response
 
 
 def response_content(response: dict[str, Any]) -> bytes:
