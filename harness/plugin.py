@@ -1,0 +1,636 @@
+"""The pytest plugin: `--stack-config` and friends, the stack's lifecycle, and client fixtures.
+
+Hooks and fixtures only. Parsing lives in `stack_config`, processes and ports in `server`,
+the in-process transport in `inprocess`, provider defaults in `setups`, and everything about
+recordings in `harness.recording`. Heavy imports (httpx, openai, the stack's app) happen only
+when a test asks for a stack, so the plugin costs nothing in sessions that do not use it.
+
+Under pytest-xdist the controller owns a server it starts (before the workers exist) and hands
+its URL, the usage log and the work directory to the workers; library mode runs one in-process
+stack per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import server as stack_server
+from harness import setups
+from harness.recording.context import scope_headers
+from harness.recording.errors import RecordingError, ReplayMissError, format_miss
+from harness.recording.modes import MODE_ENV, Mode, RecordingSettings, parse_mode
+from harness.stack.config import StackConfigError
+from harness.stack_config import (
+    LibraryTarget,
+    ProvidersTarget,
+    ServerTarget,
+    StackTarget,
+    UrlTarget,
+    parse_stack_config,
+)
+
+STACK_CONFIG_ENV = "LLAMA_STACK_CONFIG"
+RECORDING_DIR_ENV = "LLAMA_STACK_TEST_RECORDING_DIR"
+MISS_HEADER = "X-Harness-Recording-Miss"  # harness.recording.transport.RECORDING_MISS_HEADER
+WORKER_KEY = "stack_harness"
+CLIENT_TIMEOUT = 120.0
+SKIP_MESSAGE = (
+    "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
+    f"set {STACK_CONFIG_ENV}, or set stack_config in the pytest ini options"
+)
+
+_MISSES = pytest.StashKey[list]()
+
+
+@dataclass
+class Harness:
+    """Everything resolved from options, environment and ini, once per process."""
+
+    raw_target: str | None
+    target: StackTarget | None
+    settings: RecordingSettings
+    setup: setups.Setup
+    stack_env: dict[str, str]  # the environment the stack sees (setup defaults, --env)
+    text_model: str | None
+    embedding_model: str | None
+    startup_timeout: float
+    work_dir: Path
+    run_config: Any = None  # harness.stack.config.RunConfig, or None for a remote stack
+    lease: stack_server.ServerLease | None = None
+    base_url: str | None = None  # a server's URL (from the lease or the xdist controller)
+    origin: str = ""  # how this session got its stack, for the summary
+    record_args: list[str] = field(default_factory=list)  # options a re-record command repeats
+    deselected: bool = False
+    collected_modules: set[str] = field(default_factory=set)
+    owns_usage_log: bool = True
+
+
+_HARNESS = pytest.StashKey[Harness]()
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("stack-harness", "stack-harness (record-replay against a stack)")
+
+    def add(flag: str, ini: str, help: str, **kwargs: Any) -> None:
+        group.addoption(flag, dest=ini, default=None, help=help, **kwargs)
+        parser.addini(ini, f"default for {flag}", type="string")
+
+    add(
+        "--stack-config",
+        "stack_config",
+        f"the stack to test (also ${STACK_CONFIG_ENV}); one of: server:<config>[:<port>], "
+        "a URL, a distribution name or run.yaml (library mode), api=provider,...",
+    )
+    add(
+        "--inference-mode",
+        "inference_mode",
+        f"replay (default), record, live or record-if-missing (also ${MODE_ENV})",
+    )
+    add(
+        "--recordings-dir",
+        "recordings_dir",
+        f"recordings directory (also ${RECORDING_DIR_ENV}; default <rootdir>/recordings)",
+    )
+    group.addoption(
+        "--env",
+        dest="stack_env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a variable in the stack's environment, e.g. an API key (repeatable)",
+    )
+    parser.addini("stack_env", "KEY=VALUE lines for the stack's environment", type="linelist")
+    add("--text-model", "text_model", "text model id (default: the setup's)")
+    add("--embedding-model", "embedding_model", "embedding model id (default: the setup's)")
+    add(
+        "--stack-startup-timeout",
+        "stack_startup_timeout",
+        "seconds to wait for a started stack to be healthy (default 60)",
+        type=float,
+    )
+    add(
+        "--setup",
+        "stack_setup",
+        f"provider env defaults and default models ({setups.help_text()}); default ollama",
+        choices=list(setups.SETUPS),
+    )
+
+
+_FLAGS = {"stack_setup": "--setup"}
+
+
+def _value(config: pytest.Config, name: str, env: str | None = None) -> tuple[Any, str]:
+    """flag > environment variable > ini > unset, with where the value came from."""
+    flag = config.getoption(name)
+    if flag not in (None, ""):
+        return flag, _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if env and os.environ.get(env, "").strip():
+        return os.environ[env].strip(), env
+    ini = config.getini(name)
+    if ini not in (None, "", []):
+        return ini, f"{name} (ini)"
+    return None, ""
+
+
+def _stack_env(config: pytest.Config, setup: setups.Setup) -> dict[str, str]:
+    explicit: dict[str, str] = {}
+    for line in [*config.getini("stack_env"), *config.getoption("stack_env")]:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise pytest.UsageError(f"--env {line!r}: expected KEY=VALUE")
+        explicit[key.strip()] = value
+    env = dict(os.environ)
+    env.update(setup.env_defaults(os.environ))
+    env.update(explicit)
+    return env
+
+
+def _build(config: pytest.Config) -> Harness:
+    raw_setup, source = _value(config, "stack_setup")
+    setup = setups.get_setup(raw_setup or setups.DEFAULT_SETUP, source=source or "--setup")
+    raw_target, _ = _value(config, "stack_config", STACK_CONFIG_ENV)
+    target = parse_stack_config(raw_target) if raw_target else None
+    raw_mode, mode_source = _value(config, "inference_mode", MODE_ENV)
+    mode = parse_mode(raw_mode, source=mode_source) if raw_mode else Mode.REPLAY
+    raw_dir, dir_source = _value(config, "recordings_dir", RECORDING_DIR_ENV)
+    base = config.invocation_params.dir
+    if dir_source.endswith("(ini)"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+    directory = (base / raw_dir) if raw_dir else config.rootpath / "recordings"
+    timeout, timeout_source = _value(config, "stack_startup_timeout")
+    try:
+        startup_timeout = float(timeout or 60.0)
+    except ValueError:
+        raise pytest.UsageError(f"{timeout_source}={timeout!r}: expected seconds") from None
+    if hasattr(config, "workerinput"):
+        shared = config.workerinput[WORKER_KEY]
+        work_dir, usage_log = Path(shared["work_dir"]), Path(shared["usage_log"])
+    else:
+        work_dir = _work_dir(config)
+        usage_log = work_dir / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
+    harness = Harness(
+        raw_target=raw_target,
+        target=target,
+        settings=RecordingSettings(
+            mode=mode, directory=directory.resolve(), usage_log=usage_log.resolve()
+        ),
+        setup=setup,
+        stack_env=_stack_env(config, setup),
+        text_model=_value(config, "text_model")[0] or setup.text_model,
+        embedding_model=_value(config, "embedding_model")[0] or setup.embedding_model,
+        startup_timeout=startup_timeout,
+        work_dir=work_dir,
+    )
+    harness.record_args = [f"--stack-config={raw_target}"] if raw_target else []
+    if setup.name != setups.DEFAULT_SETUP:
+        harness.record_args.append(f"--setup={setup.name}")
+    if raw_dir:
+        harness.record_args.append(f"--recordings-dir={harness.settings.directory}")
+    if isinstance(target, ServerTarget | LibraryTarget | ProvidersTarget):
+        harness.run_config = _load_run_config(target, harness.stack_env)
+    if isinstance(target, LibraryTarget | ProvidersTarget):
+        harness.origin = f"serving {target.describe().split(' ', 1)[1]} in-process"
+    elif isinstance(target, UrlTarget):
+        harness.origin = f"using the stack at {target.url} (recorded at the client layer)"
+    return harness
+
+
+def _load_run_config(target: StackTarget, env: dict[str, str]) -> Any:
+    from harness.stack.config import load_run_config, run_config_from_providers
+
+    if isinstance(target, ProvidersTarget):
+        return run_config_from_providers(target.spec, env=env)
+    return load_run_config(target.config, env=env)
+
+
+def _work_dir(config: pytest.Config) -> Path:
+    """Server logs and the usage log: under pytest's cache, else a temporary directory."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("stack-harness"))
+    return Path(tempfile.mkdtemp(prefix="stack-harness-"))
+
+
+@pytest.hookimpl(trylast=True)  # after the cache provider: the work dir lives in its cache
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        harness = _build(config)
+    except StackConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except (RecordingError, setups.SetupError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_HARNESS] = harness
+    if hasattr(config, "workerinput"):
+        harness.base_url = config.workerinput[WORKER_KEY]["base_url"]
+        harness.owns_usage_log = False
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    harness = config.stash.get(_HARNESS, None)
+    if harness is None or harness.target is None:
+        return None
+    return (
+        f"stack-harness: {harness.target.describe()}, mode {harness.settings.mode}, "
+        f"setup {harness.setup.name}, recordings {harness.settings.directory}"
+    )
+
+
+# -- the stack's lifecycle --------------------------------------------------------------------
+
+
+def _acquire_server(config: pytest.Config, harness: Harness) -> None:
+    """Start or reuse the server; a failure ends the session with the reason."""
+    target = harness.target
+    assert isinstance(target, ServerTarget)
+    settings = harness.settings
+    env = {**harness.stack_env, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    spec = stack_server.ServerSpec(
+        command=[sys.executable, "-m", "harness.cli", "stack", "run", target.config]
+        + ["--port", str(target.port)],
+        port=target.port,
+        env=env,
+        log_path=harness.work_dir / f"stack-server-{target.port}.log",
+        startup_timeout=harness.startup_timeout,
+        signature={"config": target.config, "mode": str(settings.mode)}
+        | {"recordings": str(settings.directory)},
+    )
+    _trap_sigterm()
+    try:
+        harness.lease = stack_server.acquire(spec)
+    except stack_server.StackServerError as exc:
+        pytest.exit(f"stack-harness: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+    lease = harness.lease
+    harness.base_url = lease.base_url
+    harness.owns_usage_log = lease.origin == stack_server.ORIGIN_STARTED
+    harness.origin = {
+        stack_server.ORIGIN_STARTED: f"started the stack server (pid {lease.pid}) on port "
+        f"{lease.port}; log: {lease.log_path}",
+        stack_server.ORIGIN_SHARED: f"sharing the stack server (pid {lease.pid}) on port "
+        f"{lease.port} started by another test session",
+        stack_server.ORIGIN_EXTERNAL: f"reusing the stack already running on port {lease.port} "
+        "(left running; its recording settings are the ones it was started with)",
+    }[lease.origin]
+    _announce(config, harness.origin)
+
+
+def _announce(config: pytest.Config, message: str) -> None:
+    """Write a line to the terminal now, even from inside a fixture with capture on."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(f"stack-harness: {message}")
+
+
+def _trap_sigterm() -> None:
+    """A SIGTERM to pytest unwinds like Ctrl-C, so the server we hold is stopped, not orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("dsession")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    harness = session.config.stash.get(_HARNESS, None)
+    if harness is None or not isinstance(harness.target, ServerTarget):
+        return
+    if _is_xdist_controller(session.config) and not session.config.option.collectonly:
+        _acquire_server(session.config, harness)  # before the workers start
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    harness = node.config.stash[_HARNESS]
+    node.workerinput[WORKER_KEY] = {
+        "base_url": harness.base_url,
+        "work_dir": str(harness.work_dir),
+        "usage_log": str(harness.settings.usage_log),
+    }
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    harness = config.stash.get(_HARNESS, None)
+    if harness is not None and harness.lease is not None:
+        harness.lease.release()
+        harness.lease = None
+
+
+@dataclass
+class _Stack:
+    """What the client fixtures need: a base URL and, in library mode, the transports."""
+
+    base_url: str
+    inprocess: Any = None  # harness.inprocess.InProcessStack
+
+    def transports(self) -> tuple[Any, Any]:
+        import httpx
+        import httpx2
+
+        if self.inprocess is not None:
+            return self.inprocess.transport(), self.inprocess.transport2()
+        return httpx.HTTPTransport(), httpx2.HTTPTransport()
+
+
+@pytest.fixture(scope="session")
+def _harness_stack(pytestconfig: pytest.Config) -> Any:
+    harness = pytestconfig.stash[_HARNESS]
+    target = harness.target
+    if target is None:
+        pytest.skip(SKIP_MESSAGE)
+    if isinstance(target, UrlTarget):
+        yield _Stack(base_url=target.url)
+    elif isinstance(target, ServerTarget):
+        if harness.base_url is None:
+            _acquire_server(pytestconfig, harness)
+        yield _Stack(base_url=harness.base_url)
+    else:
+        from harness.inprocess import InProcessStack
+        from harness.stack.app import create_app
+
+        try:
+            app = create_app(harness.run_config, recording=harness.settings)
+            stack = InProcessStack(app).start(timeout=harness.startup_timeout)
+        except Exception as exc:
+            pytest.exit(
+                f"stack-harness: the in-process stack failed to start: {exc}",
+                returncode=pytest.ExitCode.INTERNAL_ERROR,
+            )
+        yield _Stack(base_url=stack.base_url, inprocess=stack)
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def _harness_transports(_harness_stack: _Stack) -> Any:
+    """One transport pair per session: no connection pool or TLS context built per test."""
+    plain, v2 = _harness_stack.transports()
+    yield _KeepOpen(plain), _KeepOpen(v2)
+    plain.close()
+    v2.close()
+
+
+class _KeepOpen:
+    """Lends a session transport to per-test clients, whose close() must not close it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: Any) -> Any:
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _KeepOpen:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+# -- per test ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TestClientConfig:
+    headers: dict[str, str]
+    hooks: dict[str, list[Any]]
+
+
+@pytest.fixture
+def _harness_test(request: pytest.FixtureRequest, _harness_stack: _Stack) -> Any:
+    """The test's scope headers and miss collector; in URL mode, its client-layer cassette."""
+    harness = request.config.stash[_HARNESS]
+    misses = request.node.stash.setdefault(_MISSES, [])
+
+    def collect(response: Any) -> None:
+        if response.headers.get(MISS_HEADER):
+            response.read()
+            try:
+                miss = response.json().get("recording_miss")
+            except ValueError:
+                miss = None
+            misses.append(miss or {"fingerprint": response.headers[MISS_HEADER]})
+
+    headers = scope_headers(request.node.nodeid, uuid.uuid4().hex)
+    client_config = _TestClientConfig(headers=headers, hooks={"response": [collect]})
+    if isinstance(harness.target, UrlTarget) and harness.settings.mode is not Mode.LIVE:
+        from harness.recording.cassettes import client_cassette
+
+        with client_cassette(harness.settings, request.node.nodeid):
+            yield client_config
+    else:
+        yield client_config
+
+
+@pytest.fixture
+def http_client(_harness_stack: _Stack, _harness_transports: Any, _harness_test: Any) -> Any:
+    """An `httpx.Client` on the stack's root URL, carrying the test-id headers."""
+    import httpx
+
+    with httpx.Client(
+        base_url=_harness_stack.base_url,
+        transport=_harness_transports[0],
+        headers=_harness_test.headers,
+        event_hooks=_harness_test.hooks,
+        timeout=CLIENT_TIMEOUT,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def openai_client(_harness_stack: _Stack, _harness_transports: Any, _harness_test: Any) -> Any:
+    """The official openai SDK at `<stack>/v1`, no retries, carrying the test-id headers."""
+    import httpx2
+    import openai
+
+    with httpx2.Client(
+        transport=_harness_transports[1],
+        headers=_harness_test.headers,
+        event_hooks=_harness_test.hooks,
+        timeout=CLIENT_TIMEOUT,
+    ) as http:
+        yield openai.OpenAI(
+            base_url=f"{_harness_stack.base_url}/v1",
+            api_key=os.environ.get("LLAMA_STACK_API_KEY") or "no-key-needed",
+            max_retries=0,
+            http_client=http,
+            default_headers=_harness_test.headers,
+        )
+
+
+@pytest.fixture(scope="session")
+def stack_config(pytestconfig: pytest.Config) -> StackTarget:
+    """The parsed `--stack-config` target (skips the test when none is given)."""
+    target = pytestconfig.stash[_HARNESS].target
+    if target is None:
+        pytest.skip(SKIP_MESSAGE)
+    return target
+
+
+@pytest.fixture(scope="session")
+def stack_base_url(_harness_stack: _Stack) -> str:
+    return _harness_stack.base_url
+
+
+@pytest.fixture(scope="session")
+def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> Any:
+    """The run config in use (server and library modes); None for a remote stack."""
+    return pytestconfig.stash[_HARNESS].run_config
+
+
+@pytest.fixture(scope="session")
+def inference_mode(pytestconfig: pytest.Config) -> str:
+    return pytestconfig.stash[_HARNESS].settings.mode.value
+
+
+@pytest.fixture(scope="session")
+def text_model_id(pytestconfig: pytest.Config) -> str:
+    model = pytestconfig.stash[_HARNESS].text_model
+    if not model:
+        pytest.skip("no text model for this setup: pass --text-model")
+    return model
+
+
+@pytest.fixture(scope="session")
+def embedding_model_id(pytestconfig: pytest.Config) -> str:
+    model = pytestconfig.stash[_HARNESS].embedding_model
+    if not model:
+        pytest.skip("no embedding model for this setup: pass --embedding-model")
+    return model
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def _miss_text(harness: Harness, miss: dict[str, Any]) -> str:
+    if "endpoint" not in miss:
+        return f"Replay miss (fingerprint {miss.get('fingerprint')}); see the stack's log"
+    command = miss.get("command") or ""
+    if miss.get("test_id"):  # rebuilt so a parametrised node id is quoted for the shell
+        command = f"{MODE_ENV}=record-if-missing pytest {shlex.quote(miss['test_id'])}"
+    command = " ".join([command, *map(shlex.quote, harness.record_args)])
+    return format_miss({**miss, "command": command})
+
+
+def _chained_miss(excinfo: pytest.ExceptionInfo[BaseException] | None) -> dict | None:
+    exc = excinfo.value if excinfo is not None else None
+    while exc is not None:
+        if isinstance(exc, ReplayMissError):
+            return exc.miss
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    harness = item.config.stash.get(_HARNESS, None)
+    misses = item.stash.get(_MISSES, [])
+    found = list(misses)
+    misses.clear()
+    raised = _chained_miss(call.excinfo)
+    if raised is not None and not found:
+        found.append(raised)
+    if not found or harness is None:
+        return report
+    text = "\n\n".join(_miss_text(harness, miss) for miss in found)
+    title = f"stack-harness: replay miss ({len(found)})"
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = f"{title}: the stack had no recording for a request\n\n{text}"
+    elif hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection(title, text)
+    else:
+        report.sections.append((title, text))
+    return report
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash[_HARNESS].deselected = True
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    harness = session.config.stash.get(_HARNESS, None)
+    if harness is not None:
+        harness.collected_modules.update(i.nodeid.split("::")[0] for i in session.items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    node.config.stash[_HARNESS].collected_modules.update(i.split("::")[0] for i in ids)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from harness.recording import usage
+
+    harness = config.stash.get(_HARNESS, None)
+    if harness is None or harness.target is None or hasattr(config, "workerinput"):
+        return
+    log = harness.settings.usage_log
+    if harness.owns_usage_log:
+        counts = usage.read_usage(log).counts
+        tally = ", ".join(f"{counts[k]} {k}" for k in (usage.USED, usage.RECORDED, usage.MISSED))
+    else:
+        tally = "not counted (the server was not started by this session)"
+    terminalreporter.write_line(
+        f"stack-harness: {harness.target.describe()}, mode {harness.settings.mode}; "
+        f"recordings {tally} ({harness.settings.directory})"
+    )
+    if harness.origin:
+        terminalreporter.write_line(f"stack-harness: {harness.origin}")
+    if _complete_replay(config, harness, exitstatus):
+        path = usage.write_last_run(harness.settings.directory, usage.read_usage(log).touched)
+        terminalreporter.write_line(f"stack-harness: wrote {path} for `harness recordings prune`")
+    log.unlink(missing_ok=True)
+
+
+def _complete_replay(config: pytest.Config, harness: Harness, exitstatus: int) -> bool:
+    """True when the usage log covers every recorded test module: prune can trust it."""
+    option = config.option
+    narrowed = (
+        option.keyword
+        or option.markexpr
+        or getattr(option, "deselect", None)
+        or getattr(option, "lf", False)
+        or getattr(option, "stepwise", False)
+        or harness.deselected
+    )
+    if narrowed or exitstatus != pytest.ExitCode.OK or harness.settings.mode is not Mode.REPLAY:
+        return False
+    if not harness.owns_usage_log or isinstance(harness.target, UrlTarget):
+        return False
+    directory = harness.settings.directory
+    recorded_modules = {
+        path.parent.relative_to(directory).as_posix()
+        for path in directory.rglob("*.json")
+        if not path.name.startswith(".") and path.parent != directory
+    }
+    recorded_modules.discard("_shared")
+    return recorded_modules <= {module.removesuffix(".py") for module in harness.collected_modules}
