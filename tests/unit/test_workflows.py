@@ -1,0 +1,427 @@
+"""The GitHub workflows: parsed structure, and their shell steps run for real.
+
+GitHub only runs these files on its own machines, so a typo in an input name or a broken shell
+step would surface after a push. These tests pin the contract with the scheduling script (the
+inputs it passes with `-f`), the CI matrix, and execute the record workflow's shell steps with
+bash, a fake pytest and a real git remote, the way the runner would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.setups import SETUPS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+SCRIPT = REPO_ROOT / "scripts" / "github" / "schedule-record-workflow.sh"
+# How the runner executes a `run:` step with `shell: bash` (the default on Linux).
+RUNNER_BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def triggers(workflow: dict) -> dict:
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    return workflow["on"] if "on" in workflow else workflow[True]
+
+
+def step(job: dict, name: str) -> dict:
+    matches = [s for s in job["steps"] if s.get("name") == name]
+    assert len(matches) == 1, f"no single step named {name!r}"
+    return matches[0]
+
+
+def run_commands(job: dict) -> list[str]:
+    return [s["run"] for s in job["steps"] if "run" in s]
+
+
+def script_inputs() -> list[str]:
+    """The workflow inputs the scheduling script passes, in order, from its `-f name=` calls."""
+    return re.findall(r'-f "([a-z-]+)=', SCRIPT.read_text())
+
+
+@pytest.fixture(scope="module")
+def ci() -> dict:
+    return load("integration-tests.yml")
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    return load("record-integration-tests.yml")
+
+
+@pytest.fixture(scope="module")
+def record_job(record: dict) -> dict:
+    return record["jobs"]["record"]
+
+
+# ---------------------------------------------------------------- integration-tests.yml
+
+
+def test_ci_runs_on_push_and_pull_request(ci: dict) -> None:
+    assert {"push", "pull_request"} <= set(triggers(ci))
+
+
+def test_ci_matrix_covers_server_and_library_mode_on_both_pythons(ci: dict) -> None:
+    matrix = ci["jobs"]["integration"]["strategy"]["matrix"]
+
+    assert matrix["stack-config"] == ["server:starter", "starter"]
+    # Strings, not floats: YAML would read 3.10 as 3.1.
+    assert matrix["python-version"] == ["3.11", "3.12"]
+
+
+def test_ci_replays_the_integration_tests_then_verifies_the_recordings(ci: dict) -> None:
+    job = ci["jobs"]["integration"]
+    commands = run_commands(job)
+
+    assert job["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "replay"
+    assert commands == [
+        "pip install -e '.[test]'",
+        "pytest --stack-config=${{ matrix.stack-config }} tests/integration",
+        "harness recordings verify",
+    ]
+    setup_python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-"))
+    assert setup_python["with"]["python-version"] == "${{ matrix.python-version }}"
+
+
+def test_ci_runs_the_unit_and_plugin_tests_on_both_pythons(ci: dict) -> None:
+    job = ci["jobs"]["unit"]
+
+    assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12"]
+    assert "pytest tests/unit tests/plugin" in run_commands(job)
+
+
+def test_ci_only_reads_the_repository(ci: dict) -> None:
+    assert ci["permissions"] == {"contents": "read"}
+
+
+# ---------------------------------------------------------------- record-integration-tests.yml
+
+
+def test_record_workflow_is_only_dispatched_by_hand(record: dict) -> None:
+    assert set(triggers(record)) == {"workflow_dispatch"}
+
+
+def test_record_inputs_are_exactly_what_the_script_passes(record: dict) -> None:
+    inputs = triggers(record)["workflow_dispatch"]["inputs"]
+    passed = script_inputs()
+
+    assert sorted(passed) == sorted(set(passed)), "the script passes an input twice"
+    expected = {"test-subdirs", "test-suite", "test-provider", "pr-head-repo", "branch"}
+    assert set(inputs) == expected
+    assert set(passed) == expected
+    for name in ("test-subdirs", "test-suite", "test-provider", "branch"):
+        assert f"--{name}" in SCRIPT.read_text(), f"the script has no --{name} flag"
+
+
+def test_record_provider_choices_match_the_script(record: dict) -> None:
+    provider = triggers(record)["workflow_dispatch"]["inputs"]["test-provider"]
+    valid = re.search(r'VALID_PROVIDERS="([^"]+)"', SCRIPT.read_text())
+
+    assert valid is not None
+    assert provider["type"] == "choice"
+    assert provider["options"] == valid.group(1).split() == ["ollama", "vllm"]
+    assert provider["default"] == "ollama"
+
+
+def test_record_workflow_may_push_contents(record: dict) -> None:
+    assert record["permissions"]["contents"] == "write"
+
+
+def test_record_starts_ollama_as_a_service_with_the_setup_models(record_job: dict) -> None:
+    service = record_job["services"]["ollama"]
+    pull = step(record_job, "Start Ollama and pull the setup's models")["run"]
+    ollama = SETUPS["ollama"]
+
+    assert "ollama/ollama" in service["image"]
+    assert "11434:11434" in service["ports"]
+    for model_id in (ollama.text_model, ollama.embedding_model):
+        assert model_id is not None
+        assert model_id.removeprefix("ollama/") in pull
+    assert "OLLAMA_URL=http://localhost:11434" in pull
+
+
+def test_record_starts_vllm_with_the_setup_model(record_job: dict) -> None:
+    start = step(record_job, "Start vLLM with a small model")["run"]
+    vllm = SETUPS["vllm"]
+
+    assert vllm.text_model is not None
+    assert f"--model {vllm.text_model.removeprefix('vllm/')}" in start
+    assert f"VLLM_URL={vllm.env['VLLM_URL']}" in start
+
+
+def test_record_records_then_verifies_then_commits(record_job: dict) -> None:
+    names = [s.get("name") for s in record_job["steps"]]
+    record_step = step(record_job, "Record")
+
+    assert record_step["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "record"
+    assert step(record_job, "Verify the recordings")["run"].strip() == "harness recordings verify"
+    assert (
+        names.index("Record")
+        < names.index("Verify the recordings")
+        < names.index("Commit the recordings to the branch")
+    )
+
+
+def test_record_inputs_reach_shell_steps_only_through_the_environment(record_job: dict) -> None:
+    for s in record_job["steps"]:
+        assert "${{" not in s.get("run", ""), f"step {s.get('name')!r} splices an expression"
+
+
+def test_record_checks_out_the_resolved_fork_branch(record_job: dict) -> None:
+    checkout = step(record_job, "Check out the branch")
+
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["repository"] == "${{ steps.target.outputs.repository }}"
+    assert checkout["with"]["ref"] == "${{ steps.target.outputs.branch }}"
+    assert checkout["with"]["persist-credentials"] is False
+
+
+# ---------------------------------------------------------------- the record steps, executed
+
+
+def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RUNNER_BASH, "-c", script],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected_repo", "expected_branch", "expected_fork"),
+    [
+        ({}, "acme/stack-harness", "main", "false"),
+        ({"INPUT_BRANCH": "feature"}, "acme/stack-harness", "feature", "false"),
+        ({"INPUT_PR_HEAD_REPO": "Acme/Stack-Harness"}, "Acme/Stack-Harness", "main", "false"),
+        (
+            {"INPUT_BRANCH": "fix", "INPUT_PR_HEAD_REPO": "alice/stack-harness"},
+            "alice/stack-harness",
+            "fix",
+            "true",
+        ),
+    ],
+)
+def test_resolve_step_outputs_repository_branch_and_fork(
+    record_job: dict,
+    tmp_path: Path,
+    inputs: dict[str, str],
+    expected_repo: str,
+    expected_branch: str,
+    expected_fork: str,
+) -> None:
+    output = tmp_path / "github_output"
+    env = {
+        "INPUT_BRANCH": "",
+        "INPUT_PR_HEAD_REPO": "",
+        "RUN_BRANCH": "main",
+        "THIS_REPO": "acme/stack-harness",
+        "TEST_PROVIDER": "ollama",
+        "GITHUB_OUTPUT": str(output),
+        **inputs,
+    }
+
+    done = run_step(
+        step(record_job, "Resolve the repository and branch to record on")["run"], tmp_path, env
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert output.read_text().splitlines() == [
+        f"repository={expected_repo}",
+        f"branch={expected_branch}",
+        f"fork={expected_fork}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"INPUT_PR_HEAD_REPO": "alice/stack harness; rm -rf"}, "not of the form owner/repo"),
+        ({"INPUT_BRANCH": "bad..branch"}, "not a valid branch name"),
+    ],
+)
+def test_resolve_step_rejects_malformed_inputs(
+    record_job: dict, tmp_path: Path, inputs: dict[str, str], message: str
+) -> None:
+    env = {
+        "INPUT_BRANCH": "",
+        "INPUT_PR_HEAD_REPO": "",
+        "RUN_BRANCH": "main",
+        "THIS_REPO": "acme/stack-harness",
+        "GITHUB_OUTPUT": str(tmp_path / "github_output"),
+        **inputs,
+    }
+
+    done = run_step(
+        step(record_job, "Resolve the repository and branch to record on")["run"], tmp_path, env
+    )
+
+    assert done.returncode == 1
+    assert message in done.stdout
+
+
+@pytest.fixture
+def fake_pytest_path(tmp_path: Path) -> tuple[str, Path]:
+    """A PATH whose `pytest` logs its arguments (one per line) instead of running tests."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "pytest-args"
+    fake = bin_dir / "pytest"
+    fake.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import sys\n"
+        f"open({str(log)!r}, 'w').write('\\n'.join(sys.argv[1:]))\n"
+    )
+    fake.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}", log
+
+
+@pytest.mark.parametrize(
+    ("subdirs", "suite", "provider", "expected_args"),
+    [
+        ("", "", "ollama", ["--setup", "ollama", "tests/integration"]),
+        (
+            "inference, prompts/",
+            "",
+            "vllm",
+            ["--setup", "vllm", "tests/integration/inference", "tests/integration/prompts"],
+        ),
+        (
+            "inference",
+            "vision and not slow",
+            "ollama",
+            ["--setup", "ollama", "-m", "vision and not slow", "tests/integration/inference"],
+        ),
+    ],
+)
+def test_record_step_turns_inputs_into_pytest_arguments(
+    record_job: dict,
+    tmp_path: Path,
+    fake_pytest_path: tuple[str, Path],
+    subdirs: str,
+    suite: str,
+    provider: str,
+    expected_args: list[str],
+) -> None:
+    path, log = fake_pytest_path
+    for subdir in ("inference", "prompts"):
+        (tmp_path / "tests" / "integration" / subdir).mkdir(parents=True)
+    env = {"PATH": path, "TEST_SUBDIRS": subdirs, "TEST_SUITE": suite, "TEST_PROVIDER": provider}
+
+    done = run_step(step(record_job, "Record")["run"], tmp_path, env)
+
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["--stack-config=server:starter", *expected_args]
+
+
+def test_record_step_rejects_an_unknown_subdirectory(
+    record_job: dict, tmp_path: Path, fake_pytest_path: tuple[str, Path]
+) -> None:
+    path, log = fake_pytest_path
+    (tmp_path / "tests" / "integration" / "inference").mkdir(parents=True)
+    env = {
+        "PATH": path,
+        "TEST_SUBDIRS": "inference,agents",
+        "TEST_SUITE": "",
+        "TEST_PROVIDER": "ollama",
+    }
+
+    done = run_step(step(record_job, "Record")["run"], tmp_path, env)
+
+    assert done.returncode == 1
+    assert "tests/integration/agents does not exist" in done.stdout
+    assert not log.exists()
+
+
+class Checkout:
+    """A clone of a bare 'GitHub' repository, as actions/checkout leaves it (no credentials)."""
+
+    REPOSITORY = "alice/stack-harness"
+
+    def __init__(self, root: Path) -> None:
+        self.remote = root / "remote.git"
+        self.work = root / "work"
+        self.env = {
+            "HOME": str(root),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "Tester",
+            "GIT_AUTHOR_EMAIL": "tester@example.com",
+            "GIT_COMMITTER_NAME": "Tester",
+            "GIT_COMMITTER_EMAIL": "tester@example.com",
+            # The step pushes to https://x-access-token:<token>@github.com/<repo>.git; send that
+            # URL to the bare repository instead.
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"url.{self.remote}.insteadOf",
+            "GIT_CONFIG_VALUE_0": f"https://x-access-token:tok@github.com/{self.REPOSITORY}.git",
+        }
+        self.git("init", "--bare", "-q", "-b", "main", str(self.remote), cwd=root)
+        self.git("clone", "-q", str(self.remote), str(self.work), cwd=root)
+        self.git("checkout", "-q", "-b", "feature")
+        (self.work / "recordings").mkdir()
+        (self.work / "recordings" / "old.json").write_text("{}\n")
+        self.git("add", "recordings")
+        self.git("commit", "-q", "-m", "initial")
+        self.git("push", "-q", "origin", "feature")
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.work,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def commit_step(self, script: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **self.env,
+            "PUSH_TOKEN": "tok",
+            "REPOSITORY": self.REPOSITORY,
+            "BRANCH": "feature",
+            "TEST_PROVIDER": "ollama",
+            "TEST_SUBDIRS": "inference",
+            "TEST_SUITE": "",
+        }
+        return run_step(script, self.work, env)
+
+
+def test_commit_step_pushes_changed_recordings_to_the_branch(
+    record_job: dict, tmp_path: Path
+) -> None:
+    checkout = Checkout(tmp_path)
+    (checkout.work / "recordings" / "new.json").write_text('{"new": true}\n')
+    (checkout.work / "unrelated.txt").write_text("not a recording\n")
+
+    done = checkout.commit_step(step(record_job, "Commit the recordings to the branch")["run"])
+
+    assert done.returncode == 0, done.stderr
+    files = checkout.git("ls-tree", "-r", "--name-only", "feature", cwd=checkout.remote)
+    assert files.splitlines() == ["recordings/new.json", "recordings/old.json"]
+    message = checkout.git("log", "-1", "--format=%s", "feature", cwd=checkout.remote)
+    assert message == "Re-record integration tests with ollama (subdirs: inference, suite: all)"
+
+
+def test_commit_step_skips_when_nothing_changed(record_job: dict, tmp_path: Path) -> None:
+    checkout = Checkout(tmp_path)
+    before = checkout.git("rev-parse", "feature", cwd=checkout.remote)
+
+    done = checkout.commit_step(step(record_job, "Commit the recordings to the branch")["run"])
+
+    assert done.returncode == 0, done.stderr
+    assert "nothing to commit" in done.stdout
+    assert checkout.git("rev-parse", "feature", cwd=checkout.remote) == before
