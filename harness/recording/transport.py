@@ -172,7 +172,7 @@ def response_content(response: dict[str, Any]) -> bytes:
     """The bytes a stored non-stream response replays as."""
     if "text" in response:
         return response["text"].encode("utf-8")
-    return json.dumps(response.get("body"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(response.get("body"), ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
 def _plain_response(stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
