@@ -1,0 +1,141 @@
+"""`harness recordings list|show|verify|prune` on real recording directories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.recording import cli
+from harness.recording.context import scope
+from harness.recording.errors import RecordingError
+from harness.recording.modes import Mode, RecordingSettings
+from harness.recording.transport import wrap_transport
+from harness.recording.usage import write_last_run
+
+TEST_A = "tests/integration/test_a.py::test_one"
+TEST_B = "tests/integration/test_b.py::test_two"
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def record(directory: Path, test_id: str, path: str, body: dict | None = None) -> Path:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": True})
+
+    settings = RecordingSettings(mode=Mode.RECORD, directory=directory)
+    with (
+        scope(test_id),
+        httpx.Client(
+            base_url="http://provider",
+            transport=wrap_transport(httpx.MockTransport(answer), settings),
+        ) as http,
+    ):
+        http.post(path, json=body or {})
+    return max(directory.rglob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+
+
+@pytest.fixture
+def recordings(tmp_path: Path) -> Path:
+    directory = tmp_path / "recordings"
+    record(directory, TEST_A, "/v1/chat/completions", {"n": 1})
+    record(directory, TEST_A, "/v1/embeddings", {"n": 2})
+    record(directory, TEST_B, "/v1/chat/completions", {"n": 3})
+    return directory
+
+
+def test_list_shows_count_endpoints_and_size_per_test(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["recordings", "list", "--dir", str(recordings)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    line_a = next(line for line in out if line.startswith(TEST_A))
+    assert "2 recording(s)" in line_a
+    assert "POST /v1/chat/completions, POST /v1/embeddings" in line_a
+    assert "bytes" in line_a
+    assert out[-1] == "3 recording(s) in 2 test(s)"
+
+
+def test_list_uses_recording_dir_env(
+    recordings: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLAMA_STACK_TEST_RECORDING_DIR", str(recordings))
+    assert run(["recordings", "list"]) == 0
+    assert "3 recording(s)" in capsys.readouterr().out
+
+
+def test_show_by_fingerprint_prefix_and_by_path(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = next(recordings.rglob("*.json"))
+    assert run(["recordings", "show", "--dir", str(recordings), path.stem[:12]]) == 0
+    by_prefix = capsys.readouterr().out
+    assert run(["recordings", "show", "--dir", str(recordings), str(path)]) == 0
+    assert capsys.readouterr().out == by_prefix
+    assert json.loads(by_prefix.split("\n", 1)[1])["fingerprint"] == path.stem
+
+
+def test_show_unknown_fingerprint_is_an_error(recordings: Path) -> None:
+    with pytest.raises(RecordingError, match="no recording"):
+        run(["recordings", "show", "--dir", str(recordings), "0" * 64])
+
+
+def test_verify_passes_on_clean_recordings(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["recordings", "verify", "--dir", str(recordings)]) == 0
+    assert "3 recording(s) OK" in capsys.readouterr().out
+
+
+def test_verify_fails_listing_tampered_malformed_and_secret_files(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tampered, malformed, leaky = sorted(recordings.rglob("*.json"))
+    data = json.loads(tampered.read_text())
+    data["request"]["body"] = {"n": 99}
+    tampered.write_text(json.dumps(data))
+    malformed.write_text("{not json")
+    data = json.loads(leaky.read_text())
+    data["response"]["body"] = {"note": "Authorization: Bearer abcdef0123456789xyz"}
+    leaky.write_text(json.dumps(data))
+    assert run(["recordings", "verify", "--dir", str(recordings)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tampered.relative_to(recordings).as_posix()}: fingerprint recomputed" in out
+    assert f"{malformed}: malformed recording: expected JSON" in out
+    assert f"{leaky.relative_to(recordings).as_posix()}: looks like it holds a secret" in out
+    assert "3 problem(s) in 3 recording(s)" in out
+
+
+def test_prune_deletes_only_recordings_the_last_run_did_not_use(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = sorted(recordings.glob("tests/**/*.json"))
+    keep = files[0].relative_to(recordings).as_posix()
+    write_last_run(recordings, [keep])
+    assert run(["recordings", "prune", "--dir", str(recordings), "--dry-run"]) == 0
+    assert "2 unused recording(s) (dry run)" in capsys.readouterr().out
+    assert sorted(recordings.glob("tests/**/*.json")) == files
+    assert run(["recordings", "prune", "--dir", str(recordings)]) == 0
+    assert [p.relative_to(recordings).as_posix() for p in recordings.glob("tests/**/*.json")] == [
+        keep
+    ]
+    assert (recordings / ".last-run.json").is_file()
+    assert not (recordings / "tests/integration/test_b").exists()  # emptied dirs removed
+
+
+def test_prune_without_a_last_run_is_a_clear_error(recordings: Path) -> None:
+    with pytest.raises(RecordingError, match="complete replay run"):
+        run(["recordings", "prune", "--dir", str(recordings)])
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="recordings directory not found"):
+        run(["recordings", "verify", "--dir", str(tmp_path / "nope")])
