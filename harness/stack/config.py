@@ -8,11 +8,24 @@ and the pytest plugin can print it on a line or two instead of a traceback. Env 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.stack.envsubst import DISABLED, EnvVarError, substitute_env
+from harness.stack.config_model import (
+    BACKEND_TYPES,
+    DEFAULT_PROMPTS_STORE,
+    REQUIRED,
+    STORE_FAMILIES,
+    SUPPORTED_BACKENDS,
+    BackendConfig,
+    KVStoreRef,
+    ModelSpec,
+    ProviderConfig,
+    RunConfig,
+    SqlStoreRef,
+    StorageConfig,
+)
+from harness.stack.envsubst import EnvVarError, substitute_env
 from harness.stack.errors import StackConfigError
 from harness.stack.providers.registry import known_apis, resolve_provider_type
 
@@ -32,141 +45,6 @@ __all__ = [
 ]
 
 DISTRIBUTIONS_DIR = Path(__file__).parent / "distributions"
-
-# Backend type -> (family, fields with defaults; REQUIRED marks a mandatory field).
-REQUIRED = object()
-BACKEND_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "kv_sqlite": ("kv", {"db_path": REQUIRED}),
-    "sql_sqlite": ("sql", {"db_path": REQUIRED}),
-    "kv_redis": ("kv", {"host": "localhost", "port": 6379}),
-    "kv_postgres": (
-        "kv",
-        {
-            "host": "localhost",
-            "port": 5432,
-            "db": "llamastack",
-            "user": REQUIRED,
-            "password": None,
-            "ssl_mode": None,
-            "ca_cert_path": None,
-            "table_name": "llamastack_kvstore",
-        },
-    ),
-    "kv_mongodb": (
-        "kv",
-        {
-            "host": "localhost",
-            "port": 27017,
-            "db": "llamastack",
-            "user": None,
-            "password": None,
-            "collection_name": "llamastack_kvstore",
-        },
-    ),
-    "sql_postgres": (
-        "sql",
-        {"host": "localhost", "port": 5432, "db": "llamastack", "user": REQUIRED, "password": None},
-    ),
-}
-SUPPORTED_BACKENDS = ("kv_sqlite", "sql_sqlite")
-STORE_FAMILIES = {
-    "metadata": "kv",
-    "prompts": "kv",
-    "inference": "sql",
-    "conversations": "sql",
-    "responses": "sql",
-}
-DEFAULT_PROMPTS_STORE = {"backend": "kv_default", "namespace": "prompts"}
-
-
-@dataclass(frozen=True)
-class BackendConfig:
-    name: str
-    type: str
-    fields: dict[str, Any]
-
-    @property
-    def family(self) -> str:
-        return BACKEND_TYPES[self.type][0]
-
-    @property
-    def db_path(self) -> Path | None:
-        value = self.fields.get("db_path")
-        return Path(str(value)).expanduser() if value is not None else None
-
-
-@dataclass(frozen=True)
-class KVStoreRef:
-    backend: str
-    namespace: str
-
-
-@dataclass(frozen=True)
-class SqlStoreRef:
-    backend: str
-    table_name: str
-    max_write_queue_size: int = 10000
-    num_writers: int = 4
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    backends: dict[str, BackendConfig]
-    stores: dict[str, KVStoreRef | SqlStoreRef]
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    api: str
-    provider_id: str | None
-    provider_type: str
-    config: dict[str, Any]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.provider_id) and self.provider_id != DISABLED
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    model_id: str
-    provider_id: str | None
-    provider_model_id: str | None
-    model_type: str = "llm"
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A validated run configuration; `data` is the substituted YAML (for logging)."""
-
-    source: str
-    image_name: str
-    version: int
-    apis: list[str]
-    providers: dict[str, list[ProviderConfig]]
-    models: list[ModelSpec]
-    storage: StorageConfig
-    server_port: int | None
-    server_host: str | None
-    data: dict[str, Any]
-    path: Path | None = None
-
-    def enabled_providers(self, api: str) -> list[ProviderConfig]:
-        return [p for p in self.providers.get(api, []) if p.enabled]
-
-    def store_backend(self, store: str) -> BackendConfig | None:
-        ref = self.storage.stores.get(store)
-        return self.storage.backends[ref.backend] if ref else None
-
-    def kv_store_path(self, store: str) -> Path | None:
-        """The sqlite file behind a KV store, or None if it is not on a kv_sqlite backend."""
-        backend = self.store_backend(store)
-        return backend.db_path if backend and backend.type == "kv_sqlite" else None
-
-    def sql_store_path(self, store: str) -> Path | None:
-        backend = self.store_backend(store)
-        return backend.db_path if backend and backend.type == "sql_sqlite" else None
 
 
 def resolve_run_config_path(name_or_path: str) -> Path:
