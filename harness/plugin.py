@@ -578,8 +578,17 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     harness = session.config.stash.get(_HARNESS, None)
-    if harness is not None:
-        harness.collected_modules.update(i.nodeid.split("::")[0] for i in session.items)
+    if harness is None:
+        return
+    harness.collected_modules.update(i.nodeid.split("::")[0] for i in session.items)
+    needed = any("_harness_stack" in getattr(i, "fixturenames", ()) for i in session.items)
+    if (
+        needed
+        and isinstance(harness.target, ServerTarget)
+        and harness.base_url is None
+        and not session.config.option.collectonly
+    ):
+        _acquire_server(session.config, harness)  # now, so its messages precede the progress
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -1,0 +1,123 @@
+"""Every form of --stack-config, end to end: record against the fake provider, then replay
+with the provider stopped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.plugin.conftest import free_port, recordings, started_pid, wait_gone
+
+
+def test_env_var_alone_records_through_a_started_server_then_replays_offline(
+    project, fake_provider, monkeypatch
+):
+    port = free_port()
+    monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "record")
+
+    recorded = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
+
+    recorded.assert_outcomes(passed=3)
+    recorded.stdout.fnmatch_lines(["*mode record; recordings 0 used, 3 recorded, 0 missed*"])
+    assert wait_gone(started_pid(recorded.stdout.str()))
+    files = recordings(project.path / "recordings")
+    assert {f.parent.name for f in files} == {"_shared", "test_chat"}
+    chat_requests = len(fake_provider.requests)
+
+    fake_provider.stop()
+    monkeypatch.delenv("LLAMA_STACK_TEST_INFERENCE_MODE")
+    replayed = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
+
+    replayed.assert_outcomes(passed=3)
+    replayed.stdout.fnmatch_lines(["*mode replay; recordings 3 used, 0 recorded, 0 missed*"])
+    assert len(fake_provider.requests) == chat_requests
+    last_run = json.loads((project.path / "recordings" / ".last-run.json").read_text())
+    assert len(last_run["used"]) == 3
+
+
+def test_server_form_without_port_uses_llama_stack_port(project, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("LLAMA_STACK_PORT", str(port))
+
+    result = project.runpytest_subprocess(
+        "--stack-config=server:run.yaml", "--inference-mode=record", "test_chat.py::test_chat"
+    )
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*started the stack server (pid *) on port {port}*"])
+
+
+def test_library_form_records_and_replays_in_process(project, fake_provider):
+    recorded = project.runpytest_subprocess("--stack-config=run.yaml", "--inference-mode=record")
+    recorded.assert_outcomes(passed=3)
+    recorded.stdout.fnmatch_lines(["*serving run.yaml in-process*"])
+    assert "started the stack server" not in recorded.stdout.str()
+
+    fake_provider.stop()
+    replayed = project.runpytest_subprocess("--stack-config=run.yaml")
+
+    replayed.assert_outcomes(passed=3)
+    replayed.stdout.fnmatch_lines(["*recordings 3 used, 0 recorded, 0 missed*"])
+
+
+def test_provider_list_form_replays_what_a_run_yaml_recorded(project, fake_provider):
+    project.runpytest_subprocess(
+        "--stack-config=run.yaml", "--inference-mode=record"
+    ).assert_outcomes(passed=3)
+    fake_provider.stop()
+
+    result = project.runpytest_subprocess("--stack-config=inference=ollama")
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*library inference=ollama, mode replay*"])
+
+
+def test_url_form_records_at_the_client_layer_and_never_stops_the_server(
+    project, run_stack_server, fake_provider
+):
+    port = free_port()
+    stack = run_stack_server(project.path / "run.yaml", port)
+    url = f"--stack-config=http://127.0.0.1:{port}"
+
+    recorded = project.runpytest_subprocess(url, "--inference-mode=record")
+
+    recorded.assert_outcomes(passed=3)
+    assert stack.poll() is None
+    assert recordings(project.path / "recordings")
+
+    stack.terminate()
+    stack.wait(timeout=10)
+    fake_provider.stop()
+    replayed = project.runpytest_subprocess(url)
+    replayed.assert_outcomes(passed=3)
+
+
+def test_unknown_provider_is_a_usage_error_listing_the_valid_ones(project):
+    result = project.runpytest_subprocess("--stack-config=inference=nosuch")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown provider 'nosuch'*remote::ollama*"])
+
+
+def test_malformed_stack_config_lists_the_five_forms(project):
+    result = project.runpytest_inprocess("--stack-config=localhost:8321")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*--stack-config='localhost:8321' is not valid*",
+            "*server:starter",
+            "*server:starter:8322",
+            "*http://localhost:8321",
+            "*starter  or  ./run.yaml",
+            "*inference=ollama,prompts=kv_sqlite",
+        ]
+    )
+
+
+def test_without_stack_config_stack_tests_skip_naming_the_option(project):
+    result = project.runpytest_inprocess("-rs")
+
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines(["*no stack to test against: pass --stack-config*"])

@@ -1,0 +1,137 @@
+"""Option precedence (flag > environment > ini > default), setups, and --help."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugin.conftest import HARNESS_ENV
+
+SHOW = """
+def test_show(pytestconfig, inference_mode, stack_config, text_model_id, embedding_model_id):
+    print("MODE", inference_mode)
+    print("TARGET", stack_config)
+    print("MODELS", text_model_id, embedding_model_id)
+"""
+
+
+@pytest.fixture
+def inner(pytester, monkeypatch):
+    for name in HARNESS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(test_show=SHOW)
+    return pytester
+
+
+def show(pytester, *args: str) -> str:
+    result = pytester.runpytest_inprocess("-s", "-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    return result.stdout.str()
+
+
+def test_mode_flag_beats_environment_beats_ini_beats_default(inner, monkeypatch):
+    assert "MODE replay" in show(inner, "--stack-config=http://h:1")
+    inner.makeini("[pytest]\ninference_mode = record-if-missing\nstack_config = http://h:1\n")
+    assert "MODE record-if-missing" in show(inner)
+    monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "live")
+    assert "MODE live" in show(inner)
+    assert "MODE record" in show(inner, "--inference-mode=record")
+
+
+def test_stack_config_flag_beats_environment_beats_ini(inner, monkeypatch):
+    inner.makeini("[pytest]\nstack_config = http://from-ini:1\n")
+    assert "TARGET UrlTarget(url='http://from-ini:1')" in show(inner)
+    monkeypatch.setenv("LLAMA_STACK_CONFIG", "http://from-env:1")
+    assert "TARGET UrlTarget(url='http://from-env:1')" in show(inner)
+    assert "TARGET UrlTarget(url='http://from-flag:1')" in show(
+        inner, "--stack-config=http://from-flag:1"
+    )
+
+
+def test_unknown_mode_in_the_environment_lists_the_four_modes(inner, monkeypatch):
+    monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "replay-ish")
+
+    result = inner.runpytest_inprocess("--stack-config=http://h:1")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*LLAMA_STACK_TEST_INFERENCE_MODE='replay-ish'*replay, record, live, record-if-missing*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("setup", "models"),
+    [
+        ("ollama", "MODELS ollama/llama3.2:3b ollama/all-minilm:l6-v2"),
+        ("openai", "MODELS openai/gpt-4o-mini openai/text-embedding-3-small"),
+    ],
+)
+def test_setup_chooses_default_models(inner, setup, models):
+    assert models in show(inner, "--stack-config=http://h:1", f"--setup={setup}")
+
+
+def test_model_flags_override_the_setup(inner):
+    output = show(inner, "--stack-config=http://h:1", "--text-model=a/b", "--embedding-model=c/d")
+    assert "MODELS a/b c/d" in output
+
+
+def test_vllm_setup_has_no_embedding_model_and_skips_naming_the_option(inner):
+    result = inner.runpytest_inprocess("-rs", "--stack-config=http://h:1", "--setup=vllm")
+
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no embedding model for this setup: pass --embedding-model*"])
+
+
+def test_unknown_setup_lists_the_valid_ones(inner):
+    result = inner.runpytest_inprocess("--setup=bedrock")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*invalid choice: 'bedrock' (choose from 'ollama', 'vllm', 'openai')*"]
+    )
+
+
+def test_unknown_setup_in_the_ini_lists_the_valid_ones(inner):
+    inner.makeini("[pytest]\nstack_setup = bedrock\n")
+
+    result = inner.runpytest_inprocess()
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*stack_setup (ini)='bedrock' is not a known setup; use one of: ollama, vllm, openai*"]
+    )
+
+
+def test_help_shows_the_option_group_and_setup_values(inner):
+    result = inner.runpytest_inprocess("--help")
+
+    result.stdout.fnmatch_lines(
+        [
+            "stack-harness*",
+            "*--stack-config=STACK_CONFIG*",
+            "*--inference-mode=INFERENCE_MODE*",
+            "*--recordings-dir=RECORDINGS_DIR*",
+            "*--env=KEY=VALUE*",
+            "*--text-model=TEXT_MODEL*",
+            "*--embedding-model=EMBEDDING_MODEL*",
+            "*--stack-startup-timeout=STACK_STARTUP_TIMEOUT*",
+            "*--setup={ollama,vllm,openai}*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*stack_config (string):*", "*inference_mode (string):*"])
+
+
+def test_env_option_must_be_key_equals_value(inner):
+    result = inner.runpytest_inprocess("--stack-config=http://h:1", "--env=NOEQUALS")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--env 'NOEQUALS': expected KEY=VALUE*"])
+
+
+def test_setup_env_defaults_never_override_a_value_already_set():
+    from harness.setups import get_setup
+
+    openai = get_setup("openai")
+
+    assert openai.env_defaults({}) == {"OPENAI_API_KEY": "sk-replay-placeholder"}
+    assert openai.env_defaults({"OPENAI_API_KEY": "sk-real"}) == {}
+    assert get_setup("vllm").env_defaults({}) == {"VLLM_URL": "http://localhost:8000/v1"}

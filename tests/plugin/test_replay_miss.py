@@ -1,0 +1,80 @@
+"""A replay miss fails the test with the diagnostic, not a bare HTTP 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugin.conftest import CHAT_TESTS, free_port
+
+SWALLOWED = """
+import openai, pytest
+
+def test_swallows_the_error(openai_client, text_model_id):
+    with pytest.raises(openai.InternalServerError):
+        openai_client.chat.completions.create(
+            model=text_model_id, messages=[{"role": "user", "content": "never recorded"}]
+        )
+"""
+
+
+@pytest.mark.parametrize("form", ["server", "library"])
+def test_replay_miss_names_nearest_recording_diff_and_record_command(project, form):
+    project.runpytest_subprocess(
+        "--stack-config=run.yaml", "--inference-mode=record", "test_chat.py::test_chat"
+    ).assert_outcomes(passed=1)
+    project.makepyfile(test_chat=CHAT_TESTS.replace("Name one primary", "Name one secondary"))
+    config = f"server:run.yaml:{free_port()}" if form == "server" else "run.yaml"
+
+    result = project.runpytest_subprocess(f"--stack-config={config}", "test_chat.py::test_chat")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stack-harness: replay miss (1)*",
+            "Replay miss: no recording for POST /v1/chat/completions",
+            "  fingerprint: *",
+            "  test id:     test_chat.py::test_chat",
+            "  nearest recording: test_chat/*.json",
+            "  differences (recorded -> requested):",
+            '    body.messages[0].content: "Name one primary colour." ->'
+            ' "Name one secondary colour."',
+            "  to record it: LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing pytest"
+            f" test_chat.py::test_chat --stack-config={config}",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*recordings 1 used, 0 recorded, 1 missed*"])
+
+
+def test_a_test_that_catches_the_miss_still_fails_with_the_diagnostic(project):
+    project.makepyfile(test_swallow=SWALLOWED)
+
+    result = project.runpytest_subprocess("--stack-config=run.yaml", "test_swallow.py")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stack-harness: replay miss (1): the stack had no recording for a request",
+            "*test id:     test_swallow.py::test_swallows_the_error",
+            "*nearest recording: none*",
+        ]
+    )
+
+
+def test_running_the_printed_command_records_the_miss_and_replay_passes(project, monkeypatch):
+    new_test = CHAT_TESTS.replace("Name one primary", "Name one tertiary")
+    project.makepyfile(test_new=new_test.replace("def test_", "def test_new_"))
+    missed = project.runpytest_subprocess("--stack-config=run.yaml", "test_new.py::test_new_chat")
+    missed.assert_outcomes(failed=1)
+    missed.stdout.fnmatch_lines(
+        ["*to record it: LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing*"]
+    )
+
+    monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "record-if-missing")
+    project.runpytest_subprocess(
+        "test_new.py::test_new_chat", "--stack-config=run.yaml"
+    ).assert_outcomes(passed=1)
+    monkeypatch.delenv("LLAMA_STACK_TEST_INFERENCE_MODE")
+    replayed = project.runpytest_subprocess("--stack-config=run.yaml", "test_new.py::test_new_chat")
+
+    replayed.assert_outcomes(passed=1)
+    replayed.stdout.fnmatch_lines(["*recordings 2 used, 0 recorded, 0 missed*"])

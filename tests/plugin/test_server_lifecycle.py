@@ -1,0 +1,231 @@
+"""The server a session starts, reuses or shares: ports, crashes, interrupts and xdist."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from harness import server
+from tests.plugin.conftest import dedent, free_port, recordings, started_pid, wait_gone
+
+SLOW_TEST = """
+import pathlib, time
+
+def test_waits_for_the_signal(http_client):
+    assert http_client.get("/v1/health").json() == {"status": "OK"}
+    pathlib.Path("in-test").write_text("")
+    time.sleep(60)
+"""
+
+HEALTH_TEST = """
+def test_health(http_client):
+    assert http_client.get("/v1/health").json() == {"status": "OK"}
+"""
+
+
+def test_running_stack_is_reused_and_left_running(project, run_stack_server):
+    port = free_port()
+    stack = run_stack_server(
+        project.path / "run.yaml", port, {"LLAMA_STACK_TEST_INFERENCE_MODE": "record"}
+    )
+
+    result = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"*reusing the stack already running on port {port}*"])
+    assert "started the stack server" not in result.stdout.str()
+    assert stack.poll() is None
+    assert server.probe("127.0.0.1", port).state == "healthy"
+
+
+class _NotAStack(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"<html>welcome to nginx</html>"
+        self.send_response(404)
+        self.send_header("Server", "nginx")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_port_taken_by_another_service_fails_the_session_naming_port_and_answer(project):
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _NotAStack)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    try:
+        result = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
+    finally:
+        other.shutdown()
+        other.server_close()
+
+    assert result.ret != pytest.ExitCode.OK
+    output = result.stdout.str() + result.stderr.str()
+    assert f"port {port} is taken by something that is not a healthy stack" in output
+    assert "HTTP 404" in output and "nginx" in output
+    result.assert_outcomes()  # no test ran
+
+
+def test_server_crashing_at_start_reports_exit_code_and_log_tail(project, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("SQLITE_STORE_DIR", str(blocker / "stores"))  # sqlite cannot open it
+
+    result = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{free_port()}")
+
+    assert result.ret != pytest.ExitCode.OK
+    output = result.stdout.str() + result.stderr.str()
+    assert re.search(r"the stack server exited with code [1-9]", output), output
+    assert "last 40 lines of" in output
+    assert "stack-server-" in output
+    result.assert_outcomes()
+
+
+def test_failing_session_stops_the_server_it_started(project):
+    project.makepyfile(test_fails="def test_fails(http_client):\n    assert False\n")
+
+    result = project.runpytest_subprocess(
+        f"--stack-config=server:run.yaml:{free_port()}", "test_fails.py"
+    )
+
+    result.assert_outcomes(failed=1)
+    assert wait_gone(started_pid(result.stdout.str()))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_session_leaves_no_server_behind(project, signum):
+    project.makepyfile(test_slow=SLOW_TEST)
+    port = free_port()
+    output = project.path / "inner-output.txt"
+    with output.open("wb") as sink:
+        inner = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:randomly", "test_slow.py"]
+            + [f"--stack-config=server:run.yaml:{port}"],
+            cwd=project.path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (project.path / "in-test").exists():
+                assert inner.poll() is None, output.read_text()
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.05)
+            pid = started_pid(output.read_text())
+            inner.send_signal(signum)
+            inner.wait(timeout=20)
+        finally:
+            if inner.poll() is None:
+                inner.kill()
+                inner.wait()
+
+    text = output.read_text()
+    assert wait_gone(pid), text
+    assert server.probe("127.0.0.1", port).state == "free"
+    assert "KeyboardInterrupt" in text or "Interrupted" in text
+
+
+def test_xdist_workers_share_one_server_and_both_record(project):
+    project.makepyfile(
+        test_many="\n".join(
+            dedent(
+                f"""
+                def test_chat_{i}(openai_client, text_model_id):
+                    reply = openai_client.chat.completions.create(
+                        model=text_model_id, messages=[{{"role": "user", "content": "q{i}"}}]
+                    )
+                    assert reply.choices[0].message.content == "You said: q{i}"
+                """
+            )
+            for i in range(6)
+        )
+    )
+
+    result = project.runpytest_subprocess(
+        "-n",
+        "2",
+        "-v",
+        "test_many.py",
+        f"--stack-config=server:run.yaml:{free_port()}",
+        "--inference-mode=record",
+    )
+
+    result.assert_outcomes(passed=6)
+    output = result.stdout.str()
+    assert output.count("started the stack server") == 2  # announced once, summarised once
+    workers = {
+        test: worker
+        for worker, test in re.findall(r"\[(gw\d)\] \[[ \d%]+\] PASSED test_many.py::(\w+)", output)
+    }
+    assert set(workers.values()) == {"gw0", "gw1"}, output
+    recorded_tests = {
+        json.loads(path.read_text())["test_id"].split("::")[1]
+        for path in recordings(project.path / "recordings" / "test_many")
+    }
+    assert recorded_tests == set(workers)
+    assert wait_gone(started_pid(output))
+
+
+def test_two_sessions_on_one_port_share_the_server_until_the_last_ends(project):
+    project.makepyfile(test_slow=SLOW_TEST)
+    port = free_port()
+    config = f"--stack-config=server:run.yaml:{port}"
+    first_output = project.path / "first.txt"
+    with first_output.open("wb") as sink:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "test_slow.py", config],
+            cwd=project.path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (project.path / "in-test").exists():
+                assert first.poll() is None and time.monotonic() < deadline, (
+                    first_output.read_text()
+                )
+                time.sleep(0.05)
+            pid = started_pid(first_output.read_text())
+
+            project.makepyfile(test_health=HEALTH_TEST)
+            second = project.runpytest_subprocess(config, "test_health.py")
+
+            second.assert_outcomes(passed=1)
+            second.stdout.fnmatch_lines([f"*sharing the stack server (pid {pid}) on port {port}*"])
+            assert server.alive(pid)  # the first session still holds it
+            first.send_signal(signal.SIGINT)
+            first.wait(timeout=20)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    assert wait_gone(pid)
+
+
+def test_server_gets_env_options_and_the_setup_defaults(project, monkeypatch, tmp_path):
+    monkeypatch.delenv("OLLAMA_URL")
+    monkeypatch.delenv("SQLITE_STORE_DIR")
+    stores = tmp_path / "from-env-option"
+    project.makepyfile(test_health=HEALTH_TEST)
+    port = free_port()
+
+    result = project.runpytest_subprocess(
+        f"--stack-config=server:run.yaml:{port}",
+        f"--env=SQLITE_STORE_DIR={stores}",
+        "test_health.py",
+    )
+
+    result.assert_outcomes(passed=1)
+    assert (stores / "kvstore.db").exists()
+    log = (project.path / ".pytest_cache/d/stack-harness" / f"stack-server-{port}.log").read_text()
+    assert "url: http://localhost:11434" in log  # the ollama setup's default OLLAMA_URL
