@@ -34,8 +34,13 @@ class ReplayMissError(RecordingError):
         self.miss = miss
         super().__init__(self.summary())
 
+    def __reduce__(self) -> tuple[type[ReplayMissError], tuple[dict[str, Any]]]:
+        # Keep the structured miss when pickled (e.g. across process boundaries).
+        return (type(self), (self.miss,))
+
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.miss))
+        """A JSON-safe copy of the miss, for the stack's ``recording_miss`` error body."""
+        return json.loads(json.dumps(self.miss, default=str))
 
     def summary(self) -> str:
         """One line: what was missing, for logs and the HTTP ``detail`` field."""

@@ -139,3 +139,16 @@ def test_prune_without_a_last_run_is_a_clear_error(recordings: Path) -> None:
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="recordings directory not found"):
         run(["recordings", "verify", "--dir", str(tmp_path / "nope")])
+
+
+def test_harness_command_reports_malformed_recording_as_clean_error(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    broken = next(recordings.rglob("*.json"))
+    broken.write_text("[]")
+    assert main(["recordings", "show", "--dir", str(recordings), str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("harness: error: ")
+    assert str(broken) in err and "a JSON object at the top level" in err

@@ -324,3 +324,22 @@ def test_non_json_file_is_a_recording_error(tmp_path: Path) -> None:
     path.write_text("{truncated")
     with pytest.raises(RecordingError, match="expected JSON"):
         RecordingStore(tmp_path).load(path)
+
+
+def test_replay_miss_error_survives_pickling_with_its_miss() -> None:
+    import pickle
+
+    from harness.recording.errors import ReplayMissError
+
+    miss = {
+        "fingerprint": "f" * 64,
+        "test_id": "t.py::a",
+        "endpoint": "GET /v1/models",
+        "recording_path": "t/" + "f" * 64 + ".json",
+        "nearest": None,
+        "diff": [],
+        "command": "LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing pytest t.py::a",
+    }
+    error = pickle.loads(pickle.dumps(ReplayMissError(miss)))
+    assert error.to_dict() == miss
+    assert "GET /v1/models" in str(error) and "t.py::a" in error.summary()
