@@ -13,11 +13,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from harness.stack.errors import translate_exception
+from harness.stack.http_api import parse_body, parse_query, route
 
 logger = logging.getLogger(__name__)
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
@@ -50,6 +52,13 @@ class RegisterModelRequest(BaseModel):
     model_type: Literal["llm", "embedding"] | None = None
 
 
+class ListChatCompletionsQuery(BaseModel):
+    after: str | None = None
+    limit: int = 20
+    model: str | None = None
+    order: Literal["asc", "desc"] = "desc"
+
+
 def _provider_data(request: Request) -> dict[str, Any] | None:
     raw = request.headers.get(PROVIDER_DATA_HEADER)
     if not raw:
@@ -80,67 +89,63 @@ def _respond(result: dict[str, Any] | AsyncIterator[dict[str, Any]]) -> Response
     )
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1")
+async def chat_completions(request: Request) -> Response:
+    body = await parse_body(request, ChatCompletionRequest)
+    result = await request.app.state.stack.inference.chat_completion(
+        body.model_dump(exclude_unset=True), _provider_data(request)
+    )
+    return _respond(result)
 
-    @router.post("/chat/completions", tags=["inference"])
-    async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
-        router_ = request.app.state.stack.inference
-        payload = body.model_dump(exclude_unset=True)
-        return _respond(await router_.chat_completion(payload, _provider_data(request)))
 
-    @router.post("/completions", tags=["inference"])
-    async def completions(request: Request, body: CompletionRequest) -> Response:
-        router_ = request.app.state.stack.inference
-        payload = body.model_dump(exclude_unset=True)
-        return _respond(await router_.completion(payload, _provider_data(request)))
+async def completions(request: Request) -> Response:
+    body = await parse_body(request, CompletionRequest)
+    result = await request.app.state.stack.inference.completion(
+        body.model_dump(exclude_unset=True), _provider_data(request)
+    )
+    return _respond(result)
 
-    @router.post("/embeddings", tags=["inference"])
-    async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any]:
-        router_ = request.app.state.stack.inference
-        payload = body.model_dump(exclude_unset=True)
-        return await router_.embeddings(payload, _provider_data(request))
 
-    @router.get("/chat/completions", tags=["inference"])
-    async def list_chat_completions(
-        request: Request,
-        after: str | None = None,
-        limit: int = 20,
-        model: str | None = None,
-        order: Literal["asc", "desc"] = "desc",
-    ) -> dict[str, Any]:
-        store = _store(request)
-        return await store.list(after=after, limit=limit, model=model, order=order)
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, EmbeddingsRequest)
+    return await request.app.state.stack.inference.embeddings(
+        body.model_dump(exclude_unset=True), _provider_data(request)
+    )
 
-    @router.get("/chat/completions/{completion_id}", tags=["inference"])
-    async def get_chat_completion(request: Request, completion_id: str) -> dict[str, Any]:
-        return await _store(request).get(completion_id)
 
-    @router.get("/models", tags=["models"])
-    async def list_models(request: Request) -> dict[str, Any]:
-        return {"data": [m.to_wire() for m in request.app.state.stack.models.list()]}
+async def list_chat_completions(request: Request) -> dict[str, Any]:
+    query = parse_query(request, ListChatCompletionsQuery)
+    return await _store(request).list(
+        after=query.after, limit=query.limit, model=query.model, order=query.order
+    )
 
-    @router.get("/models/{model_id:path}", tags=["models"])
-    async def get_model(request: Request, model_id: str) -> dict[str, Any]:
-        return request.app.state.stack.models.get(model_id).to_detail()
 
-    @router.post("/models", tags=["models"])
-    async def register_model(request: Request, body: RegisterModelRequest) -> dict[str, Any]:
-        model = request.app.state.stack.models.register(
-            body.model_id,
-            provider_model_id=body.provider_model_id,
-            provider_id=body.provider_id,
-            metadata=body.metadata,
-            model_type=body.model_type,
-        )
-        return model.to_detail()
+async def get_chat_completion(request: Request) -> dict[str, Any]:
+    return await _store(request).get(request.path_params["completion_id"])
 
-    @router.delete("/models/{model_id:path}", tags=["models"], status_code=204)
-    async def unregister_model(request: Request, model_id: str) -> Response:
-        request.app.state.stack.models.unregister(model_id)
-        return Response(status_code=204)
 
-    return router
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"data": [m.to_wire() for m in request.app.state.stack.models.list()]}
+
+
+async def get_model(request: Request) -> dict[str, Any]:
+    return request.app.state.stack.models.get(request.path_params["model_id"]).to_detail()
+
+
+async def register_model(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, RegisterModelRequest)
+    model = request.app.state.stack.models.register(
+        body.model_id,
+        provider_model_id=body.provider_model_id,
+        provider_id=body.provider_id,
+        metadata=body.metadata,
+        model_type=body.model_type,
+    )
+    return model.to_detail()
+
+
+async def unregister_model(request: Request) -> Response:
+    request.app.state.stack.models.unregister(request.path_params["model_id"])
+    return Response(status_code=204)
 
 
 def _store(request: Request) -> Any:
@@ -148,3 +153,17 @@ def _store(request: Request) -> Any:
     if store is None:
         raise NotImplementedError("storage.stores.inference is not configured in the run config")
     return store
+
+
+def build_routes() -> list[Route]:
+    return [
+        route("/v1/chat/completions", chat_completions, ["POST"]),
+        route("/v1/chat/completions", list_chat_completions, ["GET"]),
+        route("/v1/chat/completions/{completion_id}", get_chat_completion, ["GET"]),
+        route("/v1/completions", completions, ["POST"]),
+        route("/v1/embeddings", embeddings, ["POST"]),
+        route("/v1/models", list_models, ["GET"]),
+        route("/v1/models", register_model, ["POST"]),
+        route("/v1/models/{model_id:path}", get_model, ["GET"]),
+        route("/v1/models/{model_id:path}", unregister_model, ["DELETE"]),
+    ]

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from harness.stack.http_api import parse_body, parse_query, route
 from harness.stack.prompts import Prompt, PromptService
 
 
@@ -30,6 +33,10 @@ class SetDefaultVersionRequest(BaseModel):
     version: int
 
 
+class GetPromptQuery(BaseModel):
+    version: int | None = None
+
+
 def _service(request: Request) -> PromptService:
     return request.app.state.stack.prompts
 
@@ -38,46 +45,57 @@ def _list(prompts: list[Prompt]) -> dict[str, Any]:
     return {"data": [p.model_dump() for p in prompts]}
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
+async def list_prompts(request: Request) -> dict[str, Any]:
+    return _list(await _service(request).list_prompts())
 
-    @router.get("")
-    async def list_prompts(request: Request) -> dict[str, Any]:
-        return _list(await _service(request).list_prompts())
 
-    @router.post("")
-    async def create_prompt(request: Request, body: CreatePromptRequest) -> dict[str, Any]:
-        prompt = await _service(request).create_prompt(body.prompt, body.variables)
-        return prompt.model_dump()
+async def create_prompt(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, CreatePromptRequest)
+    return (await _service(request).create_prompt(body.prompt, body.variables)).model_dump()
 
-    @router.get("/{prompt_id}/versions")
-    async def list_prompt_versions(request: Request, prompt_id: str) -> dict[str, Any]:
-        return _list(await _service(request).list_prompt_versions(prompt_id))
 
-    @router.get("/{prompt_id}")
-    async def get_prompt(
-        request: Request, prompt_id: str, version: int | None = None
-    ) -> dict[str, Any]:
-        return (await _service(request).get_prompt(prompt_id, version)).model_dump()
+async def list_prompt_versions(request: Request) -> dict[str, Any]:
+    return _list(await _service(request).list_prompt_versions(request.path_params["prompt_id"]))
 
-    @router.api_route("/{prompt_id}", methods=["POST", "PUT"])
-    async def update_prompt(
-        request: Request, prompt_id: str, body: UpdatePromptRequest
-    ) -> dict[str, Any]:
-        prompt = await _service(request).update_prompt(
-            prompt_id, body.prompt, body.version, body.variables, body.set_as_default
-        )
-        return prompt.model_dump()
 
-    @router.delete("/{prompt_id}", status_code=204)
-    async def delete_prompt(request: Request, prompt_id: str) -> Response:
-        await _service(request).delete_prompt(prompt_id)
-        return Response(status_code=204)
+async def get_prompt(request: Request) -> dict[str, Any]:
+    query = parse_query(request, GetPromptQuery)
+    prompt = await _service(request).get_prompt(request.path_params["prompt_id"], query.version)
+    return prompt.model_dump()
 
-    @router.api_route("/{prompt_id}/set-default-version", methods=["POST", "PUT"])
-    async def set_default_version(
-        request: Request, prompt_id: str, body: SetDefaultVersionRequest
-    ) -> dict[str, Any]:
-        return (await _service(request).set_default_version(prompt_id, body.version)).model_dump()
 
-    return router
+async def update_prompt(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, UpdatePromptRequest)
+    prompt = await _service(request).update_prompt(
+        request.path_params["prompt_id"],
+        body.prompt,
+        body.version,
+        body.variables,
+        body.set_as_default,
+    )
+    return prompt.model_dump()
+
+
+async def delete_prompt(request: Request) -> Response:
+    await _service(request).delete_prompt(request.path_params["prompt_id"])
+    return Response(status_code=204)
+
+
+async def set_default_version(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, SetDefaultVersionRequest)
+    prompt = await _service(request).set_default_version(
+        request.path_params["prompt_id"], body.version
+    )
+    return prompt.model_dump()
+
+
+def build_routes() -> list[Route]:
+    return [
+        route("/v1/prompts", list_prompts, ["GET"]),
+        route("/v1/prompts", create_prompt, ["POST"]),
+        route("/v1/prompts/{prompt_id}/versions", list_prompt_versions, ["GET"]),
+        route("/v1/prompts/{prompt_id}/set-default-version", set_default_version, ["POST", "PUT"]),
+        route("/v1/prompts/{prompt_id}", get_prompt, ["GET"]),
+        route("/v1/prompts/{prompt_id}", update_prompt, ["POST", "PUT"]),
+        route("/v1/prompts/{prompt_id}", delete_prompt, ["DELETE"]),
+    ]

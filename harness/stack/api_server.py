@@ -5,9 +5,11 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
+from starlette.routing import Route
 
 from harness.stack.config import ProviderConfig, RunConfig
+from harness.stack.http_api import route
 from harness.stack.providers.registry import redact
 
 NO_HEALTH = {"status": "Not Implemented", "message": "Provider does not implement health check"}
@@ -44,41 +46,49 @@ def _enabled(run_config: RunConfig) -> list[ProviderConfig]:
     return [p for entries in run_config.providers.values() for p in entries if p.enabled]
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1")
+async def health(request: Request) -> dict[str, str]:
+    return {"status": "OK"}
 
-    @router.get("/health", tags=["inspect"])
-    async def health() -> dict[str, str]:
-        return {"status": "OK"}
 
-    @router.get("/version", tags=["inspect"])
-    async def version() -> dict[str, str]:
-        return {"version": stack_version()}
+async def version(request: Request) -> dict[str, str]:
+    return {"version": stack_version()}
 
-    @router.get("/providers", tags=["providers"])
-    async def list_providers(request: Request) -> dict[str, Any]:
-        run_config: RunConfig = request.app.state.stack.run_config
-        return {"data": [provider_info(p) for p in _enabled(run_config)]}
 
-    @router.get("/providers/{provider_id}", tags=["providers"])
-    async def inspect_provider(request: Request, provider_id: str) -> dict[str, Any]:
-        for provider in _enabled(request.app.state.stack.run_config):
-            if provider.provider_id == provider_id:
-                return provider_info(provider)
-        raise ValueError(f"Provider {provider_id} not found")
+async def list_providers(request: Request) -> dict[str, Any]:
+    run_config: RunConfig = request.app.state.stack.run_config
+    return {"data": [provider_info(p) for p in _enabled(run_config)]}
 
-    @router.get("/inspect/routes", tags=["inspect"])
-    async def list_routes(request: Request) -> dict[str, Any]:
-        run_config: RunConfig = request.app.state.stack.run_config
-        data = []
-        for path, methods in request.app.state.stack_routes:
-            api = next((a for p, a in ROUTE_APIS.items() if path.startswith(p)), None)
-            served = api in ("providers", "inspect") or api in run_config.providers
-            if api is None or not served:
-                continue
-            types = sorted({p.provider_type for p in run_config.providers.get(api, [])})
-            for method in sorted(methods - {"HEAD"}):
-                data.append({"route": path, "method": method, "provider_types": types})
-        return {"data": data}
 
-    return router
+async def inspect_provider(request: Request) -> dict[str, Any]:
+    provider_id = request.path_params["provider_id"]
+    for provider in _enabled(request.app.state.stack.run_config):
+        if provider.provider_id == provider_id:
+            return provider_info(provider)
+    raise ValueError(f"Provider {provider_id} not found")
+
+
+async def list_routes(request: Request) -> dict[str, Any]:
+    run_config: RunConfig = request.app.state.stack.run_config
+    data = []
+    for app_route in request.app.routes:
+        if not isinstance(app_route, Route) or not app_route.methods:
+            continue
+        path = app_route.path
+        api = next((a for p, a in ROUTE_APIS.items() if path.startswith(p)), None)
+        served = api in ("providers", "inspect") or api in run_config.providers
+        if api is None or not served:
+            continue
+        types = sorted({p.provider_type for p in run_config.providers.get(api, [])})
+        for method in sorted(app_route.methods - {"HEAD"}):
+            data.append({"route": path, "method": method, "provider_types": types})
+    return {"data": data}
+
+
+def build_routes() -> list[Route]:
+    return [
+        route("/v1/health", health, ["GET"]),
+        route("/v1/version", version, ["GET"]),
+        route("/v1/providers", list_providers, ["GET"]),
+        route("/v1/providers/{provider_id}", inspect_provider, ["GET"]),
+        route("/v1/inspect/routes", list_routes, ["GET"]),
+    ]

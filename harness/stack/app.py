@@ -1,4 +1,4 @@
-"""`create_app`: the reference stack as a FastAPI application.
+"""`create_app`: the reference stack as an ASGI (Starlette) application.
 
 Everything a run config asks for is built here, eagerly, so config problems (an unsupported
 backend, vLLM without a URL) surface as `StackConfigError` before a server binds its port.
@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from harness.recording.context import TestScopeMiddleware
 from harness.recording.errors import ReplayMissError
@@ -32,6 +32,7 @@ from harness.stack.errors import (
     UpstreamError,
     translate_exception,
 )
+from harness.stack.http_api import RequestValidationError
 from harness.stack.inference import InferenceRouter
 from harness.stack.models import Model, ModelRegistry
 from harness.stack.prompts import PromptService
@@ -161,57 +162,62 @@ def create_app(
     *,
     recording: RecordingSettings | None = None,
     recording_from_env: bool = True,
-) -> FastAPI:
+) -> Starlette:
     """The stack's ASGI app; recording settings come from the environment unless given."""
     if recording is None and recording_from_env:
         recording = RecordingSettings.from_env(os.environ)
     stack = build_stack(run_config, recording)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await stack.start()
         try:
             yield
         finally:
             await stack.stop()
 
-    app = FastAPI(title=f"stack-harness ({run_config.image_name})", lifespan=lifespan)
-    app.state.stack = stack
-    routers = [api_server.build_router(), api_inference.build_router(), api_prompts.build_router()]
-    for router in routers:
-        app.include_router(router)
-    # FastAPI includes routers lazily, so /v1/inspect/routes reads this list, not app.routes.
-    app.state.stack_routes = [
-        (route.path, set(route.methods))
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute)
+    routes = [
+        *api_server.build_routes(),
+        *api_inference.build_routes(),
+        *api_prompts.build_routes(),
     ]
-    install_error_handlers(app)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers())
+    app.state.stack = stack
     app.add_middleware(TestScopeMiddleware)
     return app
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse({"error": {"detail": {"errors": errors}}}, status_code=400)
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"error": {"detail": {"errors": exc.errors}}}, status_code=400)
 
-    async def translated(request: Request, exc: Exception) -> JSONResponse:
-        status, detail = translate_exception(exc)
-        if status >= 500:
-            logger.error("%s %s failed: %r", request.method, request.url.path, exc)
-        return JSONResponse({"detail": detail}, status_code=status)
 
-    async def replay_miss(request: Request, exc: ReplayMissError) -> JSONResponse:
-        logger.error("%s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            {"detail": exc.summary(), "recording_miss": exc.to_dict()},
-            status_code=500,
-            headers={RECORDING_MISS_HEADER: str(exc.miss.get("fingerprint", ""))},
-        )
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown path / wrong method: FastAPI's (and Llama Stack's) JSON {"detail": ...}."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(ReplayMissError, replay_miss)
-    for kind in TRANSLATED:
-        app.add_exception_handler(kind, translated)
+
+async def _translated(request: Request, exc: Exception) -> Response:
+    status, detail = translate_exception(exc)
+    if status >= 500:
+        logger.error("%s %s failed: %r", request.method, request.url.path, exc)
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _replay_miss(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReplayMissError)
+    logger.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": exc.summary(), "recording_miss": exc.to_dict()},
+        status_code=500,
+        headers={RECORDING_MISS_HEADER: str(exc.miss.get("fingerprint", ""))},
+    )
+
+
+def error_handlers() -> dict[type[Exception], object]:
+    handlers: dict[type[Exception], object] = {kind: _translated for kind in TRANSLATED}
+    handlers[RequestValidationError] = _validation_error
+    handlers[HTTPException] = _http_error
+    handlers[ReplayMissError] = _replay_miss
+    return handlers

@@ -1,6 +1,6 @@
 """`harness stack run <distro | run.yaml> [--port N] [--host H]`: serve the stack with uvicorn.
 
-Heavy imports (FastAPI, uvicorn) happen only when the command runs, so `harness --help` and
+Heavy imports (Starlette, uvicorn, httpx) happen only when the command runs, so `harness --help` and
 the other sub-commands stay fast.
 """
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from harness.stack.app import create_app
 from harness.stack.config import load_run_config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.transport import RECORDING_MISS_HEADER
