@@ -13,7 +13,7 @@ from harness.recording.errors import RecordingError
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import DEFAULT_DIRECTORY, DIR_ENV
 from harness.recording.redaction import find_secret_patterns
-from harness.recording.store import RecordingStore
+from harness.recording.store import RecordingStore, module_dir
 from harness.recording.usage import read_last_run
 
 
@@ -108,6 +108,12 @@ def verify_file(store: RecordingStore, path: Path) -> list[str]:
         problems.append(
             f"{store.relative(path)}: fingerprint recomputed from content is {expected}, "
             f"file says {record['fingerprint']} and is named {path.stem}"
+        )
+    expected_dir = store.directory / module_dir(record["test_id"])
+    if path.parent.resolve() != expected_dir.resolve():
+        problems.append(
+            f"{store.relative(path)}: test id {record['test_id']!r} belongs under "
+            f"{store.relative(expected_dir)}/, so replay would never find this file"
         )
     found = find_secret_patterns(path.read_text(encoding="utf-8"))
     if found:

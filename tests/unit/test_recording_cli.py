@@ -114,6 +114,16 @@ def test_verify_fails_listing_tampered_malformed_and_secret_files(
     assert "3 problem(s) in 3 recording(s)" in out
 
 
+def test_verify_flags_a_recording_in_the_wrong_module_directory(
+    recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = next(recordings.glob("tests/integration/test_b/*.json"))
+    moved = recordings / "tests/integration/test_a" / source.name
+    source.rename(moved)
+    assert run(["recordings", "verify", "--dir", str(recordings)]) == 1
+    assert "belongs under tests/integration/test_b/" in capsys.readouterr().out
+
+
 def test_prune_deletes_only_recordings_the_last_run_did_not_use(
     recordings: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
