@@ -37,7 +37,10 @@ from harness.recording.errors import RecordingError
 SHARED_DIR = "_shared"
 SUFFIX = ".json"
 FRAMINGS = ("sse", "ndjson")
-_LOCK_DIR = Path(tempfile.gettempdir()) / "harness-recording-locks"
+# Per user, so a lock directory created by one account never blocks another.
+_LOCK_DIR = (
+    Path(tempfile.gettempdir()) / f"harness-recording-locks-{getattr(os, 'getuid', lambda: 0)()}"
+)
 
 
 def module_dir(test_id: str) -> str:
