@@ -7,11 +7,13 @@ Only the provider model listing waits for the lifespan, since it talks to the ne
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -187,6 +189,22 @@ def create_app(
     return app
 
 
+def error_body(detail: Any) -> dict[str, Any]:
+    """Llama Stack's `{"detail": ...}` plus an OpenAI-style `error.message`.
+
+    The `detail` is what Llama Stack sends; `error.message` is the one field OpenAI-compatible
+    SDKs put into their exception text (openai 3.x shows nothing else), so a test failing on
+    a 404 or a replay miss says why.
+    """
+    if isinstance(detail, str):
+        message = detail
+    elif isinstance(detail, dict) and isinstance(detail.get("errors"), list):
+        message = "; ".join(str(e.get("msg")) for e in detail["errors"])
+    else:
+        message = json.dumps(detail)
+    return {"detail": detail, "error": {"message": message}}
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse({"error": {"detail": {"errors": exc.errors}}}, status_code=400)
@@ -202,14 +220,14 @@ async def _translated(request: Request, exc: Exception) -> Response:
     status, detail = translate_exception(exc)
     if status >= 500:
         logger.error("%s %s failed: %r", request.method, request.url.path, exc)
-    return JSONResponse({"detail": detail}, status_code=status)
+    return JSONResponse(error_body(detail), status_code=status)
 
 
 async def _replay_miss(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ReplayMissError)
     logger.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
-        {"detail": exc.summary(), "recording_miss": exc.to_dict()},
+        {**error_body(exc.summary()), "recording_miss": exc.to_dict()},
         status_code=500,
         headers={RECORDING_MISS_HEADER: str(exc.miss.get("fingerprint", ""))},
     )

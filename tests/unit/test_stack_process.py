@@ -142,6 +142,8 @@ def test_openai_sdk_lists_chats_streams_and_embeds(tmp_path, fake):
             arrivals.append(time.monotonic())
             chunks.append(chunk)
         embedded = client.embeddings.create(model="ollama/all-minilm:l6-v2", input=["a", "b"])
+        with pytest.raises(openai.NotFoundError) as not_found:
+            client.chat.completions.create(model="nosuch/model", messages=[{"role": "user"}])
     finally:
         elapsed = stack.stop(signal.SIGINT)
 
@@ -154,6 +156,7 @@ def test_openai_sdk_lists_chats_streams_and_embeds(tmp_path, fake):
     # The fake waits 0.1 s between chunks: chunks arriving spread out proves no buffering.
     assert arrivals[-1] - arrivals[0] >= 0.1 * (len(chunks) - 2)
     assert [len(d.embedding) for d in embedded.data] == [384, 384]
+    assert "Model 'nosuch/model' not found" in str(not_found.value)
     assert elapsed < 5
 
 

@@ -44,10 +44,11 @@ def test_providers_redact_secrets_and_omit_disabled_ones(client):
 def test_unknown_provider_is_400(client):
     response = client.get("/v1/providers/nope")
 
-    assert (response.status_code, response.json()) == (
-        400,
-        {"detail": "Invalid value: Provider nope not found"},
-    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid value: Provider nope not found",
+        "error": {"message": "Invalid value: Provider nope not found"},
+    }
 
 
 def test_inspect_routes_lists_inference_with_every_configured_provider_type(client):
@@ -95,3 +96,4 @@ def test_replay_miss_is_a_500_carrying_the_diagnostic(tmp_path):
         assert body["recording_miss"]["endpoint"] == "POST /v1/chat/completions"
         assert response.headers[RECORDING_MISS_HEADER] == body["recording_miss"]["fingerprint"]
         assert "no recording" in body["detail"]
+        assert body["error"]["message"] == body["detail"]
