@@ -253,6 +253,11 @@ class _RecordingSyncStream(httpx.SyncByteStream):
                 for raw in self._source():
                     self.capture.feed(raw)
                 self.capture.finish()
+        except httpx.HTTPError as exc:
+            # The caller is done with this response; a failed drain only means no recording.
+            logger.warning(
+                "not recording %s: stream failed while draining: %s", self.capture.pending.path, exc
+            )
         finally:
             self.upstream.close()
 
@@ -350,6 +355,10 @@ class _RecordingAsyncStream(httpx.AsyncByteStream):
                 async for raw in self._source():
                     self.capture.feed(raw)
                 self.capture.finish()
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "not recording %s: stream failed while draining: %s", self.capture.pending.path, exc
+            )
         finally:
             await self.upstream.aclose()
 

@@ -530,3 +530,37 @@ def test_async_replay_miss_raises_from_the_transport(tmp_path: Path) -> None:
 
     with scope(TEST_ID), pytest.raises(ReplayMissError):
         asyncio.run(run())
+
+
+def test_stream_cut_by_provider_while_draining_records_nothing(tmp_path: Path) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            event = b'data: {"n": 1}\n\n'
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            self.wfile.write(b"ff\r\npartial")  # then the connection drops mid-chunk
+            self.wfile.flush()
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with scope(TEST_ID):
+            http = client(
+                f"http://127.0.0.1:{server.server_port}",
+                wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD)),
+            )
+            with http.stream("POST", "/v1/chat/completions", json=CHAT) as response:
+                first = next(response.iter_raw())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert first == b'data: {"n": 1}\n\n'
+    assert list((tmp_path / "recordings").rglob("*.json")) == []
