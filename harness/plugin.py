@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from harness import server as stack_server
 from harness import setups
 from harness.recording.context import scope_headers
 from harness.recording.errors import RecordingError, ReplayMissError, format_miss
@@ -68,7 +67,7 @@ class Harness:
     startup_timeout: float
     work_dir: Path
     run_config: Any = None  # harness.stack.config.RunConfig, or None for a remote stack
-    lease: stack_server.ServerLease | None = None
+    lease: Any = None  # harness.server.ServerLease while this process holds a server
     base_url: str | None = None  # a server's URL (from the lease or the xdist controller)
     origin: str = ""  # how this session got its stack, for the summary
     record_args: list[str] = field(default_factory=list)  # options a re-record command repeats
@@ -259,6 +258,8 @@ def _acquire_server(config: pytest.Config, harness: Harness) -> None:
     assert isinstance(target, ServerTarget)
     settings = harness.settings
     env = {**harness.stack_env, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    from harness import server as stack_server  # filelock & co. only when a server is used
+
     spec = stack_server.ServerSpec(
         command=[sys.executable, "-m", "harness.cli", "stack", "run", target.config]
         + ["--port", str(target.port)],
@@ -343,18 +344,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @dataclass
 class _Stack:
-    """What the client fixtures need: a base URL and, in library mode, the transports."""
+    """What the client fixtures need: a base URL and, in library mode, the in-process stack.
+
+    One transport per client library per session, built on first use: per-test clients then
+    cost no connection pool or TLS set-up. Plain-http targets skip loading CA certificates.
+    """
 
     base_url: str
     inprocess: Any = None  # harness.inprocess.InProcessStack
+    _transports: dict[str, Any] = field(default_factory=dict)
 
-    def transports(self) -> tuple[Any, Any]:
-        import httpx
-        import httpx2
+    def transport(self, module: Any) -> Any:
+        name = module.__name__
+        if name not in self._transports:
+            if self.inprocess is not None:
+                inner = (
+                    self.inprocess.transport() if name == "httpx" else self.inprocess.transport2()
+                )
+            else:
+                inner = module.HTTPTransport(verify=self.base_url.startswith("https:"))
+            self._transports[name] = inner
+        return _KeepOpen(self._transports[name])
 
-        if self.inprocess is not None:
-            return self.inprocess.transport(), self.inprocess.transport2()
-        return httpx.HTTPTransport(), httpx2.HTTPTransport()
+    def close(self) -> None:
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
 
 
 @pytest.fixture(scope="session")
@@ -364,34 +379,32 @@ def _harness_stack(pytestconfig: pytest.Config) -> Any:
     if target is None:
         pytest.skip(SKIP_MESSAGE)
     if isinstance(target, UrlTarget):
-        yield _Stack(base_url=target.url)
+        stack = _Stack(base_url=target.url)
     elif isinstance(target, ServerTarget):
         if harness.base_url is None:
             _acquire_server(pytestconfig, harness)
-        yield _Stack(base_url=harness.base_url)
+        stack = _Stack(base_url=harness.base_url)
     else:
-        from harness.inprocess import InProcessStack
-        from harness.stack.app import create_app
-
-        try:
-            app = create_app(harness.run_config, recording=harness.settings)
-            stack = InProcessStack(app).start(timeout=harness.startup_timeout)
-        except Exception as exc:
-            pytest.exit(
-                f"stack-harness: the in-process stack failed to start: {exc}",
-                returncode=pytest.ExitCode.INTERNAL_ERROR,
-            )
-        yield _Stack(base_url=stack.base_url, inprocess=stack)
-        stack.stop()
+        stack = _Stack(base_url="", inprocess=_start_inprocess(harness))
+        stack.base_url = stack.inprocess.base_url
+    yield stack
+    stack.close()
+    if stack.inprocess is not None:
+        stack.inprocess.stop()
 
 
-@pytest.fixture(scope="session")
-def _harness_transports(_harness_stack: _Stack) -> Any:
-    """One transport pair per session: no connection pool or TLS context built per test."""
-    plain, v2 = _harness_stack.transports()
-    yield _KeepOpen(plain), _KeepOpen(v2)
-    plain.close()
-    v2.close()
+def _start_inprocess(harness: Harness) -> Any:
+    from harness.inprocess import InProcessStack
+    from harness.stack.app import create_app
+
+    try:
+        app = create_app(harness.run_config, recording=harness.settings)
+        return InProcessStack(app).start(timeout=harness.startup_timeout)
+    except Exception as exc:
+        pytest.exit(
+            f"stack-harness: the in-process stack failed to start: {exc}",
+            returncode=pytest.ExitCode.INTERNAL_ERROR,
+        )
 
 
 class _KeepOpen:
@@ -449,13 +462,13 @@ def _harness_test(request: pytest.FixtureRequest, _harness_stack: _Stack) -> Any
 
 
 @pytest.fixture
-def http_client(_harness_stack: _Stack, _harness_transports: Any, _harness_test: Any) -> Any:
+def http_client(_harness_stack: _Stack, _harness_test: Any) -> Any:
     """An `httpx.Client` on the stack's root URL, carrying the test-id headers."""
     import httpx
 
     with httpx.Client(
         base_url=_harness_stack.base_url,
-        transport=_harness_transports[0],
+        transport=_harness_stack.transport(httpx),
         headers=_harness_test.headers,
         event_hooks=_harness_test.hooks,
         timeout=CLIENT_TIMEOUT,
@@ -464,13 +477,13 @@ def http_client(_harness_stack: _Stack, _harness_transports: Any, _harness_test:
 
 
 @pytest.fixture
-def openai_client(_harness_stack: _Stack, _harness_transports: Any, _harness_test: Any) -> Any:
+def openai_client(_harness_stack: _Stack, _harness_test: Any) -> Any:
     """The official openai SDK at `<stack>/v1`, no retries, carrying the test-id headers."""
     import httpx2
     import openai
 
     with httpx2.Client(
-        transport=_harness_transports[1],
+        transport=_harness_stack.transport(httpx2),
         headers=_harness_test.headers,
         event_hooks=_harness_test.hooks,
         timeout=CLIENT_TIMEOUT,
