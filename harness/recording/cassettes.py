@@ -42,7 +42,7 @@ from harness.recording.redaction import (
     Redactor,
 )
 from harness.recording.store import RecordingStore, module_dir
-from harness.recording.transport import response_content, stored_plain_response
+from harness.recording.streams import response_content, stored_plain_response
 
 VCR_RECORD_MODES = {
     Mode.REPLAY: "none",

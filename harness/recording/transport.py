@@ -20,15 +20,13 @@ kept headers), so a test sees the same response in record and replay.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 
 from harness.recording import usage
@@ -43,18 +41,22 @@ from harness.recording.fingerprint import (
     parse_query,
 )
 from harness.recording.modes import Mode, RecordingSettings
-from harness.recording.normalize import (
-    EventSplitter,
-    framing_for,
-    normalize_event,
-    normalize_json,
-)
+from harness.recording.normalize import framing_for
 from harness.recording.redaction import (
     REQUEST_HEADERS_KEPT,
     RESPONSE_HEADERS_KEPT,
     Redactor,
 )
 from harness.recording.store import RecordingStore
+from harness.recording.streams import (
+    RecordingAsyncStream,
+    RecordingSyncStream,
+    ReplayAsyncStream,
+    ReplaySyncStream,
+    StreamCapture,
+    plain_response,
+    stored_plain_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,135 +148,24 @@ class _Core:
     ) -> dict[str, Any]:
         return stored_plain_response(status, headers, content, pending.fingerprint, self.redactor)
 
+    def capture(
+        self, pending: _Pending, status: int, headers: dict[str, str], framing: str
+    ) -> StreamCapture:
+        """A stream capture that writes this request's recording when the stream ends."""
+        return StreamCapture(
+            fingerprint=pending.fingerprint,
+            started=pending.started,
+            status=status,
+            headers=headers,
+            framing=framing,
+            redactor=self.redactor,
+            on_complete=lambda response: self.record(pending, response),
+            label=str(pending.path),
+        )
+
     def _log(self, kind: str, *values: str) -> None:
         if self.settings.usage_log is not None:
             usage.append_usage(self.settings.usage_log, kind, *values)
-
-
-def stored_plain_response(
-    status: int, headers: dict[str, str], content: bytes, fp: str, redactor: Redactor
-) -> dict[str, Any]:
-    """The stored form of a non-stream response: normalised JSON body, else text; redacted."""
-    text = redactor.text(content.decode("utf-8", "replace"))
-    response: dict[str, Any] = {"status": status, "headers": headers}
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    if parsed is not None and "json" in headers.get("content-type", "json"):
-        response["body"] = normalize_json(parsed, fp)
-    else:
-        response["text"] = text
-    return response
-
-
-def response_content(response: dict[str, Any]) -> bytes:
-    """The bytes a stored non-stream response replays as."""
-    if "text" in response:
-        return response["text"].encode("utf-8")
-    return json.dumps(response.get("body"), ensure_ascii=False, sort_keys=True).encode("utf-8")
-
-
-def _plain_response(stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
-    content = response_content(stored)
-    headers = {**stored.get("headers", {}), "content-length": str(len(content))}
-    return httpx.Response(
-        stored["status"], headers=headers, stream=httpx.ByteStream(content), request=request
-    )
-
-
-class _StreamCapture:
-    """Splits a live stream into events, normalises them, and writes the recording at the end."""
-
-    def __init__(
-        self, core: _Core, pending: _Pending, status: int, headers: dict[str, str], framing: str
-    ) -> None:
-        self.core = core
-        self.pending = pending
-        self.status = status
-        self.headers = headers
-        self.framing = framing
-        self.splitter = EventSplitter(framing)
-        self.chunks: list[dict[str, Any]] = []
-        self.done = False
-
-    def _events(self, events: list[str]) -> list[bytes]:
-        out = []
-        now = round(time.monotonic() - self.pending.started, 4)
-        for event in events:
-            data = self.core.redactor.text(
-                normalize_event(event, self.framing, self.pending.fingerprint)
-            )
-            self.chunks.append({"at": now, "data": data})
-            out.append(data.encode("utf-8"))
-        return out
-
-    def feed(self, raw: bytes) -> list[bytes]:
-        return self._events(self.splitter.feed(raw))
-
-    def finish(self) -> list[bytes]:
-        """Flush the last partial event and write the recording (once)."""
-        if self.done:
-            return []
-        self.done = True
-        out = self._events(self.splitter.flush())
-        self.core.record(
-            self.pending,
-            {
-                "status": self.status,
-                "headers": self.headers,
-                "stream": {"framing": self.framing, "chunks": self.chunks},
-            },
-        )
-        return out
-
-
-# -- sync -------------------------------------------------------------------------------------
-class _RecordingSyncStream(httpx.SyncByteStream):
-    def __init__(self, upstream: httpx.Response, capture: _StreamCapture) -> None:
-        self.upstream = upstream
-        self.capture = capture
-        self._iterator: Iterator[bytes] | None = None
-
-    def _source(self) -> Iterator[bytes]:
-        if self._iterator is None:
-            self._iterator = self.upstream.iter_bytes()
-        return self._iterator
-
-    def __iter__(self) -> Iterator[bytes]:
-        for raw in self._source():
-            yield from self.capture.feed(raw)
-        yield from self.capture.finish()
-
-    def close(self) -> None:
-        try:
-            if not self.capture.done:
-                # Closed early: drain the provider so the recording is complete, not truncated.
-                for raw in self._source():
-                    self.capture.feed(raw)
-                self.capture.finish()
-        except httpx.HTTPError as exc:
-            # The caller is done with this response; a failed drain only means no recording.
-            logger.warning(
-                "not recording %s: stream failed while draining: %s", self.capture.pending.path, exc
-            )
-        finally:
-            self.upstream.close()
-
-
-class _ReplaySyncStream(httpx.SyncByteStream):
-    def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
-        self.chunks = chunks
-        self.pace = pace
-
-    def __iter__(self) -> Iterator[bytes]:
-        start = time.monotonic()
-        for chunk in self.chunks:
-            if self.pace > 0:
-                delay = chunk["at"] * self.pace - (time.monotonic() - start)
-                if delay > 0:
-                    time.sleep(delay)
-            yield chunk["data"].encode("utf-8")
 
 
 class RecordingTransport(httpx.BaseTransport):
@@ -307,75 +198,27 @@ class RecordingTransport(httpx.BaseTransport):
                 upstream.close()
             response = core.plain_record(pending, upstream.status_code, headers, content)
             core.record(pending, response)
-            return _plain_response(response, request)
-        capture = _StreamCapture(core, pending, upstream.status_code, headers, framing)
+            return plain_response(response, request)
+        capture = core.capture(pending, upstream.status_code, headers, framing)
         return httpx.Response(
             upstream.status_code,
             headers=headers,
-            stream=_RecordingSyncStream(upstream, capture),
+            stream=RecordingSyncStream(upstream, capture),
             request=request,
         )
 
     def _replay(self, stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
         if "stream" not in stored:
-            return _plain_response(stored, request)
+            return plain_response(stored, request)
         return httpx.Response(
             stored["status"],
             headers=stored.get("headers", {}),
-            stream=_ReplaySyncStream(stored["stream"]["chunks"], self.settings.pace),
+            stream=ReplaySyncStream(stored["stream"]["chunks"], self.settings.pace),
             request=request,
         )
 
     def close(self) -> None:
         self.inner.close()
-
-
-# -- async ------------------------------------------------------------------------------------
-class _RecordingAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, upstream: httpx.Response, capture: _StreamCapture) -> None:
-        self.upstream = upstream
-        self.capture = capture
-        self._iterator: AsyncIterator[bytes] | None = None
-
-    def _source(self) -> AsyncIterator[bytes]:
-        if self._iterator is None:
-            self._iterator = self.upstream.aiter_bytes()
-        return self._iterator
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for raw in self._source():
-            for piece in self.capture.feed(raw):
-                yield piece
-        for piece in self.capture.finish():
-            yield piece
-
-    async def aclose(self) -> None:
-        try:
-            if not self.capture.done:
-                async for raw in self._source():
-                    self.capture.feed(raw)
-                self.capture.finish()
-        except httpx.HTTPError as exc:
-            logger.warning(
-                "not recording %s: stream failed while draining: %s", self.capture.pending.path, exc
-            )
-        finally:
-            await self.upstream.aclose()
-
-
-class _ReplayAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
-        self.chunks = chunks
-        self.pace = pace
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        start = time.monotonic()
-        for chunk in self.chunks:
-            if self.pace > 0:
-                delay = chunk["at"] * self.pace - (time.monotonic() - start)
-                if delay > 0:
-                    await anyio.sleep(delay)
-            yield chunk["data"].encode("utf-8")
 
 
 class AsyncRecordingTransport(httpx.AsyncBaseTransport):
@@ -408,22 +251,22 @@ class AsyncRecordingTransport(httpx.AsyncBaseTransport):
                 await upstream.aclose()
             response = core.plain_record(pending, upstream.status_code, headers, content)
             core.record(pending, response)
-            return _plain_response(response, request)
-        capture = _StreamCapture(core, pending, upstream.status_code, headers, framing)
+            return plain_response(response, request)
+        capture = core.capture(pending, upstream.status_code, headers, framing)
         return httpx.Response(
             upstream.status_code,
             headers=headers,
-            stream=_RecordingAsyncStream(upstream, capture),
+            stream=RecordingAsyncStream(upstream, capture),
             request=request,
         )
 
     def _replay(self, stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
         if "stream" not in stored:
-            return _plain_response(stored, request)
+            return plain_response(stored, request)
         return httpx.Response(
             stored["status"],
             headers=stored.get("headers", {}),
-            stream=_ReplayAsyncStream(stored["stream"]["chunks"], self.settings.pace),
+            stream=ReplayAsyncStream(stored["stream"]["chunks"], self.settings.pace),
             request=request,
         )
 

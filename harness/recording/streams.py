@@ -1,0 +1,208 @@
+"""Response bodies between the provider, the caller and the recording file.
+
+Live streams pass through :class:`RecordingSyncStream` / :class:`RecordingAsyncStream`, which
+hand each complete event to the caller as soon as it arrives and collect it for the recording;
+replayed streams come from :class:`ReplaySyncStream` / :class:`ReplayAsyncStream`, instantly or
+at the recorded pace. Plain (non-stream) responses are stored as a JSON body, else as text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+
+from harness.recording.normalize import EventSplitter, normalize_event, normalize_json
+from harness.recording.redaction import Redactor
+
+logger = logging.getLogger(__name__)
+
+
+def stored_plain_response(
+    status: int, headers: dict[str, str], content: bytes, fp: str, redactor: Redactor
+) -> dict[str, Any]:
+    """The stored form of a non-stream response: normalised JSON body, else text; redacted."""
+    text = redactor.text(content.decode("utf-8", "replace"))
+    response: dict[str, Any] = {"status": status, "headers": headers}
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if parsed is not None and "json" in headers.get("content-type", "json"):
+        response["body"] = normalize_json(parsed, fp)
+    else:
+        response["text"] = text
+    return response
+
+
+def response_content(response: dict[str, Any]) -> bytes:
+    """The bytes a stored non-stream response replays as."""
+    if "text" in response:
+        return response["text"].encode("utf-8")
+    return json.dumps(response.get("body"), ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def plain_response(stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
+    content = response_content(stored)
+    headers = {**stored.get("headers", {}), "content-length": str(len(content))}
+    return httpx.Response(
+        stored["status"], headers=headers, stream=httpx.ByteStream(content), request=request
+    )
+
+
+class StreamCapture:
+    """Splits a live stream into events, normalises them, and hands the recording over at the end.
+
+    ``on_complete`` receives the stored response (status, headers, stream) once the stream has
+    been read to its end; a stream that fails midway is never handed over.
+    """
+
+    def __init__(
+        self,
+        *,
+        fingerprint: str,
+        started: float,
+        status: int,
+        headers: dict[str, str],
+        framing: str,
+        redactor: Redactor,
+        on_complete: Callable[[dict[str, Any]], None],
+        label: str = "",
+    ) -> None:
+        self.fingerprint = fingerprint
+        self.started = started
+        self.status = status
+        self.headers = headers
+        self.framing = framing
+        self.redactor = redactor
+        self.on_complete = on_complete
+        self.label = label
+        self.splitter = EventSplitter(framing)
+        self.chunks: list[dict[str, Any]] = []
+        self.done = False
+
+    def _events(self, events: list[str]) -> list[bytes]:
+        out = []
+        now = round(time.monotonic() - self.started, 4)
+        for event in events:
+            data = self.redactor.text(normalize_event(event, self.framing, self.fingerprint))
+            self.chunks.append({"at": now, "data": data})
+            out.append(data.encode("utf-8"))
+        return out
+
+    def feed(self, raw: bytes) -> list[bytes]:
+        return self._events(self.splitter.feed(raw))
+
+    def finish(self) -> list[bytes]:
+        """Flush the last partial event and hand over the recording (once)."""
+        if self.done:
+            return []
+        self.done = True
+        out = self._events(self.splitter.flush())
+        self.on_complete(
+            {
+                "status": self.status,
+                "headers": self.headers,
+                "stream": {"framing": self.framing, "chunks": self.chunks},
+            }
+        )
+        return out
+
+
+class RecordingSyncStream(httpx.SyncByteStream):
+    def __init__(self, upstream: httpx.Response, capture: StreamCapture) -> None:
+        self.upstream = upstream
+        self.capture = capture
+        self._iterator: Iterator[bytes] | None = None
+
+    def _source(self) -> Iterator[bytes]:
+        if self._iterator is None:
+            self._iterator = self.upstream.iter_bytes()
+        return self._iterator
+
+    def __iter__(self) -> Iterator[bytes]:
+        for raw in self._source():
+            yield from self.capture.feed(raw)
+        yield from self.capture.finish()
+
+    def close(self) -> None:
+        try:
+            if not self.capture.done:
+                # Closed early: drain the provider so the recording is complete, not truncated.
+                for raw in self._source():
+                    self.capture.feed(raw)
+                self.capture.finish()
+        except httpx.HTTPError as exc:
+            # The caller is done with this response; a failed drain only means no recording.
+            logger.warning(
+                "not recording %s: stream failed while draining: %s", self.capture.label, exc
+            )
+        finally:
+            self.upstream.close()
+
+
+class ReplaySyncStream(httpx.SyncByteStream):
+    def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
+        self.chunks = chunks
+        self.pace = pace
+
+    def __iter__(self) -> Iterator[bytes]:
+        start = time.monotonic()
+        for chunk in self.chunks:
+            if self.pace > 0:
+                delay = chunk["at"] * self.pace - (time.monotonic() - start)
+                if delay > 0:
+                    time.sleep(delay)
+            yield chunk["data"].encode("utf-8")
+
+
+class RecordingAsyncStream(httpx.AsyncByteStream):
+    def __init__(self, upstream: httpx.Response, capture: StreamCapture) -> None:
+        self.upstream = upstream
+        self.capture = capture
+        self._iterator: AsyncIterator[bytes] | None = None
+
+    def _source(self) -> AsyncIterator[bytes]:
+        if self._iterator is None:
+            self._iterator = self.upstream.aiter_bytes()
+        return self._iterator
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for raw in self._source():
+            for piece in self.capture.feed(raw):
+                yield piece
+        for piece in self.capture.finish():
+            yield piece
+
+    async def aclose(self) -> None:
+        try:
+            if not self.capture.done:
+                async for raw in self._source():
+                    self.capture.feed(raw)
+                self.capture.finish()
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "not recording %s: stream failed while draining: %s", self.capture.label, exc
+            )
+        finally:
+            await self.upstream.aclose()
+
+
+class ReplayAsyncStream(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
+        self.chunks = chunks
+        self.pace = pace
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        start = time.monotonic()
+        for chunk in self.chunks:
+            if self.pace > 0:
+                delay = chunk["at"] * self.pace - (time.monotonic() - start)
+                if delay > 0:
+                    await anyio.sleep(delay)
+            yield chunk["data"].encode("utf-8")
