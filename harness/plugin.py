@@ -1,9 +1,10 @@
 """The pytest plugin: `--stack-config` and friends, the stack's lifecycle, and client fixtures.
 
-Hooks and fixtures only. Parsing lives in `stack_config`, processes and ports in `server`,
-the in-process transport in `inprocess`, provider defaults in `setups`, and everything about
-recordings in `harness.recording`. Heavy imports (httpx, openai, the stack's app) happen only
-when a test asks for a stack, so the plugin costs nothing in sessions that do not use it.
+Hooks and fixtures only. Option resolution and reporting helpers live in `session`, parsing
+in `stack_config`, processes and ports in `server`, the in-process transport in `inprocess`,
+provider defaults in `setups`, and everything about recordings in `harness.recording`.
+Heavy imports (httpx, openai, the stack's app) happen only when a test asks for a stack, so
+the plugin costs nothing in sessions that do not use it.
 
 Under pytest-xdist the controller owns a server it starts (before the workers exist) and hands
 its URL, the usage log and the work directory to the workers; library mode runs one in-process
@@ -14,36 +15,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import sys
-import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from harness import setups
 from harness.recording.context import scope_headers
-from harness.recording.errors import RecordingError, ReplayMissError, format_miss
-from harness.recording.modes import MODE_ENV, Mode, RecordingSettings, parse_mode
-from harness.stack.config import StackConfigError
-from harness.stack_config import (
-    LibraryTarget,
-    ProvidersTarget,
-    ServerTarget,
-    StackTarget,
-    UrlTarget,
-    parse_stack_config,
+from harness.recording.errors import RecordingError
+from harness.recording.modes import MODE_ENV, Mode
+from harness.session import (
+    RECORDING_DIR_ENV,
+    STACK_CONFIG_ENV,
+    WORKER_KEY,
+    Harness,
+    StackHandle,
+    build_harness,
+    chained_miss,
+    complete_replay,
+    miss_text,
 )
+from harness.stack.config import StackConfigError
+from harness.stack_config import ServerTarget, StackTarget, UrlTarget
 
-STACK_CONFIG_ENV = "LLAMA_STACK_CONFIG"
-RECORDING_DIR_ENV = "LLAMA_STACK_TEST_RECORDING_DIR"
 MISS_HEADER = "X-Harness-Recording-Miss"  # harness.recording.transport.RECORDING_MISS_HEADER
-WORKER_KEY = "stack_harness"
 CLIENT_TIMEOUT = 120.0
 SKIP_MESSAGE = (
     "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
@@ -51,31 +50,6 @@ SKIP_MESSAGE = (
 )
 
 _MISSES = pytest.StashKey[list]()
-
-
-@dataclass
-class Harness:
-    """Everything resolved from options, environment and ini, once per process."""
-
-    raw_target: str | None
-    target: StackTarget | None
-    settings: RecordingSettings
-    setup: setups.Setup
-    stack_env: dict[str, str]  # the environment the stack sees (setup defaults, --env)
-    text_model: str | None
-    embedding_model: str | None
-    startup_timeout: float
-    work_dir: Path
-    run_config: Any = None  # harness.stack.config.RunConfig, or None for a remote stack
-    lease: Any = None  # harness.server.ServerLease while this process holds a server
-    base_url: str | None = None  # a server's URL (from the lease or the xdist controller)
-    origin: str = ""  # how this session got its stack, for the summary
-    record_args: list[str] = field(default_factory=list)  # options a re-record command repeats
-    deselected: bool = False
-    collected_modules: set[str] = field(default_factory=set)
-    owns_usage_log: bool = True
-
-
 _HARNESS = pytest.StashKey[Harness]()
 
 
@@ -130,105 +104,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-_FLAGS = {"stack_setup": "--setup"}
-
-
-def _value(config: pytest.Config, name: str, env: str | None = None) -> tuple[Any, str]:
-    """flag > environment variable > ini > unset, with where the value came from."""
-    flag = config.getoption(name)
-    if flag not in (None, ""):
-        return flag, _FLAGS.get(name, "--" + name.replace("_", "-"))
-    if env and os.environ.get(env, "").strip():
-        return os.environ[env].strip(), env
-    ini = config.getini(name)
-    if ini not in (None, "", []):
-        return ini, f"{name} (ini)"
-    return None, ""
-
-
-def _stack_env(config: pytest.Config, setup: setups.Setup) -> dict[str, str]:
-    explicit: dict[str, str] = {}
-    for line in [*config.getini("stack_env"), *config.getoption("stack_env")]:
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise pytest.UsageError(f"--env {line!r}: expected KEY=VALUE")
-        explicit[key.strip()] = value
-    env = dict(os.environ)
-    env.update(setup.env_defaults(os.environ))
-    env.update(explicit)
-    return env
-
-
-def _build(config: pytest.Config) -> Harness:
-    raw_setup, source = _value(config, "stack_setup")
-    setup = setups.get_setup(raw_setup or setups.DEFAULT_SETUP, source=source or "--setup")
-    raw_target, _ = _value(config, "stack_config", STACK_CONFIG_ENV)
-    target = parse_stack_config(raw_target) if raw_target else None
-    raw_mode, mode_source = _value(config, "inference_mode", MODE_ENV)
-    mode = parse_mode(raw_mode, source=mode_source) if raw_mode else Mode.REPLAY
-    raw_dir, dir_source = _value(config, "recordings_dir", RECORDING_DIR_ENV)
-    base = config.invocation_params.dir
-    if dir_source.endswith("(ini)"):
-        base = config.inipath.parent if config.inipath else config.rootpath
-    directory = (base / raw_dir) if raw_dir else config.rootpath / "recordings"
-    timeout, timeout_source = _value(config, "stack_startup_timeout")
-    try:
-        startup_timeout = float(timeout or 60.0)
-    except ValueError:
-        raise pytest.UsageError(f"{timeout_source}={timeout!r}: expected seconds") from None
-    if hasattr(config, "workerinput"):
-        shared = config.workerinput[WORKER_KEY]
-        work_dir, usage_log = Path(shared["work_dir"]), Path(shared["usage_log"])
-    else:
-        work_dir = _work_dir(config)
-        usage_log = work_dir / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
-    harness = Harness(
-        raw_target=raw_target,
-        target=target,
-        settings=RecordingSettings(
-            mode=mode, directory=directory.resolve(), usage_log=usage_log.resolve()
-        ),
-        setup=setup,
-        stack_env=_stack_env(config, setup),
-        text_model=_value(config, "text_model")[0] or setup.text_model,
-        embedding_model=_value(config, "embedding_model")[0] or setup.embedding_model,
-        startup_timeout=startup_timeout,
-        work_dir=work_dir,
-    )
-    harness.record_args = [f"--stack-config={raw_target}"] if raw_target else []
-    if setup.name != setups.DEFAULT_SETUP:
-        harness.record_args.append(f"--setup={setup.name}")
-    if raw_dir:
-        harness.record_args.append(f"--recordings-dir={harness.settings.directory}")
-    if isinstance(target, ServerTarget | LibraryTarget | ProvidersTarget):
-        harness.run_config = _load_run_config(target, harness.stack_env)
-    if isinstance(target, LibraryTarget | ProvidersTarget):
-        harness.origin = f"serving {target.describe().split(' ', 1)[1]} in-process"
-    elif isinstance(target, UrlTarget):
-        harness.origin = f"using the stack at {target.url} (recorded at the client layer)"
-    return harness
-
-
-def _load_run_config(target: StackTarget, env: dict[str, str]) -> Any:
-    from harness.stack.config import load_run_config, run_config_from_providers
-
-    if isinstance(target, ProvidersTarget):
-        return run_config_from_providers(target.spec, env=env)
-    return load_run_config(target.config, env=env)
-
-
-def _work_dir(config: pytest.Config) -> Path:
-    """Server logs and the usage log: under pytest's cache, else a temporary directory."""
-    cache = getattr(config, "cache", None)
-    if cache is not None:
-        return Path(cache.mkdir("stack-harness"))
-    return Path(tempfile.mkdtemp(prefix="stack-harness-"))
-
-
 @pytest.hookimpl(trylast=True)  # after the cache provider: the work dir lives in its cache
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        harness = _build(config)
+        harness = build_harness(config)
     except StackConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     except (RecordingError, setups.SetupError) as exc:
@@ -342,36 +221,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         harness.lease = None
 
 
-@dataclass
-class _Stack:
-    """What the client fixtures need: a base URL and, in library mode, the in-process stack.
-
-    One transport per client library per session, built on first use: per-test clients then
-    cost no connection pool or TLS set-up. Plain-http targets skip loading CA certificates.
-    """
-
-    base_url: str
-    inprocess: Any = None  # harness.inprocess.InProcessStack
-    _transports: dict[str, Any] = field(default_factory=dict)
-
-    def transport(self, module: Any) -> Any:
-        name = module.__name__
-        if name not in self._transports:
-            if self.inprocess is not None:
-                inner = (
-                    self.inprocess.transport() if name == "httpx" else self.inprocess.transport2()
-                )
-            else:
-                inner = module.HTTPTransport(verify=self.base_url.startswith("https:"))
-            self._transports[name] = inner
-        return _KeepOpen(self._transports[name])
-
-    def close(self) -> None:
-        for transport in self._transports.values():
-            transport.close()
-        self._transports.clear()
-
-
 @pytest.fixture(scope="session")
 def _harness_stack(pytestconfig: pytest.Config) -> Any:
     harness = pytestconfig.stash[_HARNESS]
@@ -379,13 +228,13 @@ def _harness_stack(pytestconfig: pytest.Config) -> Any:
     if target is None:
         pytest.skip(SKIP_MESSAGE)
     if isinstance(target, UrlTarget):
-        stack = _Stack(base_url=target.url)
+        stack = StackHandle(base_url=target.url)
     elif isinstance(target, ServerTarget):
         if harness.base_url is None:
             _acquire_server(pytestconfig, harness)
-        stack = _Stack(base_url=harness.base_url)
+        stack = StackHandle(base_url=harness.base_url)
     else:
-        stack = _Stack(base_url="", inprocess=_start_inprocess(harness))
+        stack = StackHandle(base_url="", inprocess=_start_inprocess(harness))
         stack.base_url = stack.inprocess.base_url
     yield stack
     stack.close()
@@ -407,25 +256,6 @@ def _start_inprocess(harness: Harness) -> Any:
         )
 
 
-class _KeepOpen:
-    """Lends a session transport to per-test clients, whose close() must not close it."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def handle_request(self, request: Any) -> Any:
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _KeepOpen:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-
 # -- per test ---------------------------------------------------------------------------------
 
 
@@ -436,7 +266,7 @@ class _TestClientConfig:
 
 
 @pytest.fixture
-def _harness_test(request: pytest.FixtureRequest, _harness_stack: _Stack) -> Any:
+def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -> Any:
     """The test's scope headers and miss collector; in URL mode, its client-layer cassette."""
     harness = request.config.stash[_HARNESS]
     misses = request.node.stash.setdefault(_MISSES, [])
@@ -462,7 +292,7 @@ def _harness_test(request: pytest.FixtureRequest, _harness_stack: _Stack) -> Any
 
 
 @pytest.fixture
-def http_client(_harness_stack: _Stack, _harness_test: Any) -> Any:
+def http_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
     """An `httpx.Client` on the stack's root URL, carrying the test-id headers."""
     import httpx
 
@@ -477,7 +307,7 @@ def http_client(_harness_stack: _Stack, _harness_test: Any) -> Any:
 
 
 @pytest.fixture
-def openai_client(_harness_stack: _Stack, _harness_test: Any) -> Any:
+def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
     """The official openai SDK at `<stack>/v1`, no retries, carrying the test-id headers."""
     import httpx2
     import openai
@@ -507,7 +337,7 @@ def stack_config(pytestconfig: pytest.Config) -> StackTarget:
 
 
 @pytest.fixture(scope="session")
-def stack_base_url(_harness_stack: _Stack) -> str:
+def stack_base_url(_harness_stack: StackHandle) -> str:
     return _harness_stack.base_url
 
 
@@ -541,25 +371,6 @@ def embedding_model_id(pytestconfig: pytest.Config) -> str:
 # -- reporting --------------------------------------------------------------------------------
 
 
-def _miss_text(harness: Harness, miss: dict[str, Any]) -> str:
-    if "endpoint" not in miss:
-        return f"Replay miss (fingerprint {miss.get('fingerprint')}); see the stack's log"
-    command = miss.get("command") or ""
-    if miss.get("test_id"):  # rebuilt so a parametrised node id is quoted for the shell
-        command = f"{MODE_ENV}=record-if-missing pytest {shlex.quote(miss['test_id'])}"
-    command = " ".join([command, *map(shlex.quote, harness.record_args)])
-    return format_miss({**miss, "command": command})
-
-
-def _chained_miss(excinfo: pytest.ExceptionInfo[BaseException] | None) -> dict | None:
-    exc = excinfo.value if excinfo is not None else None
-    while exc is not None:
-        if isinstance(exc, ReplayMissError):
-            return exc.miss
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
@@ -567,12 +378,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     misses = item.stash.get(_MISSES, [])
     found = list(misses)
     misses.clear()
-    raised = _chained_miss(call.excinfo)
+    raised = chained_miss(call.excinfo)
     if raised is not None and not found:
         found.append(raised)
     if not found or harness is None:
         return report
-    text = "\n\n".join(_miss_text(harness, miss) for miss in found)
+    text = "\n\n".join(miss_text(harness, miss) for miss in found)
     title = f"stack-harness: replay miss ({len(found)})"
     if report.passed:
         report.outcome = "failed"
@@ -627,32 +438,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     if harness.origin:
         terminalreporter.write_line(f"stack-harness: {harness.origin}")
-    if _complete_replay(config, harness, exitstatus):
+    if complete_replay(config, harness, exitstatus):
         path = usage.write_last_run(harness.settings.directory, usage.read_usage(log).touched)
         terminalreporter.write_line(f"stack-harness: wrote {path} for `harness recordings prune`")
     log.unlink(missing_ok=True)
-
-
-def _complete_replay(config: pytest.Config, harness: Harness, exitstatus: int) -> bool:
-    """True when the usage log covers every recorded test module: prune can trust it."""
-    option = config.option
-    narrowed = (
-        option.keyword
-        or option.markexpr
-        or getattr(option, "deselect", None)
-        or getattr(option, "lf", False)
-        or getattr(option, "stepwise", False)
-        or harness.deselected
-    )
-    if narrowed or exitstatus != pytest.ExitCode.OK or harness.settings.mode is not Mode.REPLAY:
-        return False
-    if not harness.owns_usage_log or isinstance(harness.target, UrlTarget):
-        return False
-    directory = harness.settings.directory
-    recorded_modules = {
-        path.parent.relative_to(directory).as_posix()
-        for path in directory.rglob("*.json")
-        if not path.name.startswith(".") and path.parent != directory
-    }
-    recorded_modules.discard("_shared")
-    return recorded_modules <= {module.removesuffix(".py") for module in harness.collected_modules}
