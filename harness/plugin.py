@@ -34,6 +34,7 @@ from harness.session import (
     WORKER_KEY,
     Harness,
     StackHandle,
+    UrlCassette,
     build_harness,
     chained_miss,
     complete_replay,
@@ -50,6 +51,7 @@ SKIP_MESSAGE = (
 )
 
 _MISSES = pytest.StashKey[list]()
+_CASSETTE = pytest.StashKey["UrlCassette"]()
 _HARNESS = pytest.StashKey[Harness]()
 
 
@@ -283,9 +285,9 @@ def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -
     headers = scope_headers(request.node.nodeid, uuid.uuid4().hex)
     client_config = _TestClientConfig(headers=headers, hooks={"response": [collect]})
     if isinstance(harness.target, UrlTarget) and harness.settings.mode is not Mode.LIVE:
-        from harness.recording.cassettes import client_cassette
-
-        with client_cassette(harness.settings, request.node.nodeid):
+        cassette = UrlCassette(harness.settings, request.node.nodeid)
+        request.node.stash[_CASSETTE] = cassette
+        with cassette:
             yield client_config
     else:
         yield client_config
@@ -379,6 +381,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     found = list(misses)
     misses.clear()
     raised = chained_miss(call.excinfo)
+    cassette = item.stash.get(_CASSETTE, None)
+    if raised is None and cassette is not None and call.excinfo is not None:
+        raised = cassette.miss_for(call.excinfo.value)
     if raised is not None and not found:
         found.append(raised)
     if not found or harness is None:

@@ -246,3 +246,54 @@ def complete_replay(config: pytest.Config, harness: Harness, exitstatus: int) ->
     }
     recorded_modules.discard("_shared")
     return recorded_modules <= {module.removesuffix(".py") for module in harness.collected_modules}
+
+
+class UrlCassette:
+    """The client-layer cassette of one test against a remote stack (URL mode).
+
+    `harness.recording.cassettes.client_cassette` turns vcrpy's "no match" error into a
+    `ReplayMissError` as the error leaves its block. A test's exception is caught by pytest
+    and never leaves the fixture that holds the cassette, so `miss_for` hands a failure that
+    stems from such a miss to the cassette's exit, to get the same diagnostic as a stack miss.
+    """
+
+    def __init__(self, settings: RecordingSettings, test_id: str) -> None:
+        from harness.recording.cassettes import client_cassette
+
+        self._context = client_cassette(settings, test_id)
+        self._open = False
+
+    def __enter__(self) -> UrlCassette:
+        self._context.__enter__()
+        self._open = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._open:
+            self._open = False
+            self._context.__exit__(None, None, None)
+
+    def miss_for(self, error: BaseException) -> dict | None:
+        """The miss behind `error` (closing the cassette), or None if it is not a replay miss."""
+        from vcr.errors import CannotOverwriteExistingCassetteException
+
+        if not self._open or not _in_chain(error, CannotOverwriteExistingCassetteException):
+            return None
+        self._open = False
+        try:
+            self._context.__exit__(type(error), error, error.__traceback__)
+        except ReplayMissError as converted:
+            return converted.miss
+        except BaseException:
+            return None
+        return None
+
+
+def _in_chain(error: BaseException | None, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.plugin.conftest import free_port, recordings, started_pid, wait_gone
+from tests.plugin.conftest import CHAT_TESTS, free_port, recordings, started_pid, wait_gone
 
 
 def test_env_var_alone_records_through_a_started_server_then_replays_offline(
@@ -91,6 +91,18 @@ def test_url_form_records_at_the_client_layer_and_never_stops_the_server(
     fake_provider.stop()
     replayed = project.runpytest_subprocess(url)
     replayed.assert_outcomes(passed=3)
+
+    project.makepyfile(test_chat=CHAT_TESTS.replace("Name one primary", "Name one secondary"))
+    missed = project.runpytest_subprocess(url, "test_chat.py::test_chat")
+    missed.assert_outcomes(failed=1)
+    missed.stdout.fnmatch_lines(
+        [
+            "*stack-harness: replay miss (1)*",
+            "  nearest recording: test_chat/*.json",
+            "*body.messages[[]0[]].content*primary*secondary*",
+            f"*record-if-missing pytest test_chat.py::test_chat {url}",
+        ]
+    )
 
 
 def test_unknown_provider_is_a_usage_error_listing_the_valid_ones(project):
