@@ -55,10 +55,14 @@ def test_library_form_records_and_replays_in_process(project, fake_provider):
     assert "started the stack server" not in recorded.stdout.str()
 
     fake_provider.stop()
+    narrowed = project.runpytest_subprocess("--stack-config=run.yaml", "-k", "stream")
+    narrowed.assert_outcomes(passed=1, deselected=2)
+    assert not (project.path / "recordings" / ".last-run.json").exists()  # prune needs all
     replayed = project.runpytest_subprocess("--stack-config=run.yaml")
 
     replayed.assert_outcomes(passed=3)
     replayed.stdout.fnmatch_lines(["*recordings 3 used, 0 recorded, 0 missed*"])
+    assert (project.path / "recordings" / ".last-run.json").exists()
 
 
 def test_provider_list_form_replays_what_a_run_yaml_recorded(project, fake_provider):

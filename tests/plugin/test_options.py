@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from tests.plugin.conftest import HARNESS_ENV
@@ -135,3 +138,66 @@ def test_setup_env_defaults_never_override_a_value_already_set():
     assert openai.env_defaults({}) == {"OPENAI_API_KEY": "sk-replay-placeholder"}
     assert openai.env_defaults({"OPENAI_API_KEY": "sk-real"}) == {}
     assert get_setup("vllm").env_defaults({}) == {"VLLM_URL": "http://localhost:8000/v1"}
+
+
+def test_recordings_dir_flag_beats_environment_beats_ini_beats_rootdir(inner, monkeypatch):
+    def recordings_dir(*args: str) -> str:
+        output = show(inner, "--stack-config=http://h:1", *args)
+        return output.split("recordings ", 1)[1].splitlines()[0]
+
+    assert recordings_dir() == str(inner.path / "recordings")
+    inner.makeini("[pytest]\nrecordings_dir = from-ini\n")
+    assert recordings_dir() == str(inner.path / "from-ini")
+    monkeypatch.setenv("LLAMA_STACK_TEST_RECORDING_DIR", str(inner.path / "from-env"))
+    assert recordings_dir() == str(inner.path / "from-env")
+    assert recordings_dir("--recordings-dir=from-flag") == str(inner.path / "from-flag")
+
+
+class _HeaderLog(BaseHTTPRequestHandler):
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self):
+        self.seen.append({k.lower(): v for k, v in self.headers.items()})
+        body = b'{"object": "list", "data": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_every_client_sends_the_test_id_and_a_fresh_invocation_per_test(inner):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderLog)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    inner.makepyfile(
+        test_clients="""
+        def test_first(http_client, openai_client):
+            assert openai_client.max_retries == 0
+            http_client.get("/v1/models")
+            openai_client.models.list()
+
+        def test_second(http_client):
+            http_client.get("/v1/models")
+        """
+    )
+    try:
+        result = inner.runpytest_inprocess(
+            f"--stack-config=http://127.0.0.1:{server.server_address[1]}",
+            "--inference-mode=live",
+            "test_clients.py",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    result.assert_outcomes(passed=2)
+    seen = [(h["x-harness-test-id"], h["x-harness-test-invocation"]) for h in _HeaderLog.seen]
+    assert [test for test, _ in seen] == [
+        "test_clients.py::test_first",
+        "test_clients.py::test_first",
+        "test_clients.py::test_second",
+    ]
+    assert seen[0][1] == seen[1][1] != seen[2][1]
