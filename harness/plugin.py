@@ -110,9 +110,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     try:
         harness = build_harness(config)
-    except StackConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    except (RecordingError, setups.SetupError) as exc:
+    except (StackConfigError, RecordingError, setups.SetupError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_HARNESS] = harness
     if hasattr(config, "workerinput"):
