@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +103,18 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def interrupt(process: subprocess.Popen, signum: int = signal.SIGINT) -> None:
+    """End an inner pytest like Ctrl-C does, so it stops its server; SIGKILL only as a last
+    resort (that would orphan the server, which is what the interrupt tests rule out)."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def recordings(directory: Path) -> list[Path]:

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness import server
-from tests.plugin.conftest import dedent, free_port, recordings, started_pid, wait_gone
+from tests.plugin.conftest import dedent, free_port, interrupt, recordings, started_pid, wait_gone
 
 SLOW_TEST = """
 import pathlib, time
@@ -122,12 +122,9 @@ def test_interrupted_session_leaves_no_server_behind(project, signum):
                 assert time.monotonic() < deadline, output.read_text()
                 time.sleep(0.05)
             pid = started_pid(output.read_text())
-            inner.send_signal(signum)
-            inner.wait(timeout=20)
+            interrupt(inner, signum)
         finally:
-            if inner.poll() is None:
-                inner.kill()
-                inner.wait()
+            interrupt(inner)
 
     text = output.read_text()
     assert wait_gone(pid), text
@@ -203,12 +200,9 @@ def test_two_sessions_on_one_port_share_the_server_until_the_last_ends(project):
             second.assert_outcomes(passed=1)
             second.stdout.fnmatch_lines([f"*sharing the stack server (pid {pid}) on port {port}*"])
             assert server.alive(pid)  # the first session still holds it
-            first.send_signal(signal.SIGINT)
-            first.wait(timeout=20)
+            interrupt(first)
         finally:
-            if first.poll() is None:
-                first.kill()
-                first.wait()
+            interrupt(first)
     assert wait_gone(pid)
 
 
