@@ -205,6 +205,7 @@ class KeepOpen:
 
 
 def miss_text(harness: Harness, miss: dict[str, Any]) -> str:
+    """The miss diagnostic, its command extended with the options this session was run with."""
     if "endpoint" not in miss:
         return f"Replay miss (fingerprint {miss.get('fingerprint')}); see the stack's log"
     command = miss.get("command") or ""
@@ -215,10 +216,13 @@ def miss_text(harness: Harness, miss: dict[str, Any]) -> str:
 
 
 def chained_miss(excinfo: pytest.ExceptionInfo[BaseException] | None) -> dict | None:
+    """The miss behind a failure, also when an SDK wrapped the `ReplayMissError`."""
+    seen: set[int] = set()
     exc = excinfo.value if excinfo is not None else None
-    while exc is not None:
+    while exc is not None and id(exc) not in seen:
         if isinstance(exc, ReplayMissError):
             return exc.miss
+        seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
 
