@@ -263,7 +263,13 @@ def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
             state["holders"] = [*holders, os.getpid()]
             _write_state(directory, spec.port, state)
             return _lease(spec, directory, ORIGIN_SHARED, state["pid"], state.get("log"))
-        # An unhealthy harness server, or one nobody holds with other settings: replace it.
+        if holders:
+            raise StackServerError(
+                f"the stack on port {spec.port} (pid {state['pid']}), started by another test "
+                f"session that still runs, is not healthy: "
+                f"{found.description or 'nothing answers'}. See its log: {state.get('log')}"
+            )
+        # A harness server nobody holds any more, unhealthy or with other settings: replace it.
         stop_process_group(int(state["pid"]))
         _state_path(directory, spec.port).unlink(missing_ok=True)
         found = probe(spec.host, spec.port)

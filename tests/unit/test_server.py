@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import textwrap
@@ -248,3 +249,17 @@ def test_alive_is_false_for_an_exited_process():
     process.wait()
     assert not server.alive(process.pid)
     assert server.alive(os.getpid())
+
+
+def test_an_unhealthy_server_another_session_holds_is_reported_not_killed(make_spec, state):
+    spec = make_spec(free_port())
+    lease = server.acquire(spec, state)
+    os.kill(lease.pid, signal.SIGSTOP)  # alive but not answering
+    try:
+        with pytest.raises(StackServerError, match="started by another test session that still"):
+            server.acquire(spec, state)
+        assert server.alive(lease.pid)
+    finally:
+        os.kill(lease.pid, signal.SIGCONT)
+        lease.release()
+    assert wait_gone(lease.pid)
