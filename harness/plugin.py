@@ -38,6 +38,7 @@ from harness.session import (
     build_harness,
     chained_miss,
     complete_replay,
+    load_run_config_for,
     miss_text,
 )
 from harness.stack.config import StackConfigError
@@ -344,7 +345,10 @@ def stack_base_url(_harness_stack: StackHandle) -> str:
 @pytest.fixture(scope="session")
 def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> Any:
     """The run config in use (server and library modes); None for a remote stack."""
-    return pytestconfig.stash[_HARNESS].run_config
+    harness = pytestconfig.stash[_HARNESS]
+    if harness.run_config is None and isinstance(stack_config, ServerTarget):
+        harness.run_config = load_run_config_for(stack_config, harness.stack_env)
+    return harness.run_config
 
 
 @pytest.fixture(scope="session")

@@ -130,8 +130,14 @@ def build_harness(config: pytest.Config) -> Harness:
         harness.record_args.append(f"--setup={setup.name}")
     if raw_dir:
         harness.record_args.append(f"--recordings-dir={harness.settings.directory}")
-    if isinstance(target, ServerTarget | LibraryTarget | ProvidersTarget):
-        harness.run_config = _load_run_config(target, harness.stack_env)
+    if isinstance(target, LibraryTarget | ProvidersTarget):
+        harness.run_config = load_run_config_for(target, harness.stack_env)
+    elif isinstance(target, ServerTarget):
+        # The server validates its own config; here only check it exists. Parsing it (and
+        # importing yaml) waits for a test that asks for it: reuse must stay cheap.
+        from harness.stack.config import resolve_run_config_path
+
+        resolve_run_config_path(target.config)
     if isinstance(target, LibraryTarget | ProvidersTarget):
         harness.origin = f"serving {target.describe().split(' ', 1)[1]} in-process"
     elif isinstance(target, UrlTarget):
@@ -139,7 +145,8 @@ def build_harness(config: pytest.Config) -> Harness:
     return harness
 
 
-def _load_run_config(target: StackTarget, env: dict[str, str]) -> Any:
+def load_run_config_for(target: StackTarget, env: dict[str, str]) -> Any:
+    """The run config a server or library target uses, with the stack's environment."""
     from harness.stack.config import load_run_config, run_config_from_providers
 
     if isinstance(target, ProvidersTarget):
