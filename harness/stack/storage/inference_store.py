@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
-from harness.stack.storage.kv_sqlite import connect
+from harness.stack.storage.sqlite_conn import SerialConnection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chat_completions (
@@ -37,22 +36,14 @@ class SqliteInferenceStore:
 
     def __init__(self, db_path: Path | str) -> None:
         self.db_path = Path(db_path).expanduser()
-        self._lock = threading.Lock()
-        self._conn = connect(self.db_path)
-        with self._lock:
-            self._conn.execute(SCHEMA)
+        self._db = SerialConnection(self.db_path, SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        self._db.close()
 
     async def store(self, completion: dict[str, Any], input_messages: list[Any]) -> None:
         await asyncio.to_thread(
-            self._execute,
+            self._db.query,
             "INSERT OR REPLACE INTO chat_completions (id, created, model, completion, "
             "input_messages) VALUES (?, ?, ?, ?, ?)",
             (
@@ -66,7 +57,7 @@ class SqliteInferenceStore:
 
     async def get(self, completion_id: str) -> dict[str, Any]:
         rows = await asyncio.to_thread(
-            self._execute,
+            self._db.query,
             "SELECT completion, input_messages FROM chat_completions WHERE id = ?",
             (completion_id,),
         )
@@ -92,7 +83,7 @@ class SqliteInferenceStore:
             params.append(model)
         if after:
             cursor = await asyncio.to_thread(
-                self._execute, "SELECT created FROM chat_completions WHERE id = ?", (after,)
+                self._db.query, "SELECT created FROM chat_completions WHERE id = ?", (after,)
             )
             if not cursor:
                 raise ValueError(f"Record with id='{after}' not found in table 'chat_completions'")
@@ -105,7 +96,7 @@ class SqliteInferenceStore:
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" ORDER BY created {direction}, id {direction} LIMIT ?"
         )
-        rows = await asyncio.to_thread(self._execute, sql, (*params, limit + 1))
+        rows = await asyncio.to_thread(self._db.query, sql, (*params, limit + 1))
         data = [_row(r) for r in rows[:limit]]
         return {
             "data": data,

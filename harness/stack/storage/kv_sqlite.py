@@ -9,9 +9,9 @@ other processes on the same file: concurrent requests never see "database is loc
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 from pathlib import Path
+
+from harness.stack.storage.sqlite_conn import SerialConnection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kvstore (
@@ -20,20 +20,6 @@ CREATE TABLE IF NOT EXISTS kvstore (
     expiration TIMESTAMP
 )
 """
-BUSY_TIMEOUT_MS = 30_000
-
-
-def connect(db_path: Path) -> sqlite3.Connection:
-    """Open (creating the parent directory) a sqlite file tuned for concurrent use."""
-    db_path = Path(db_path).expanduser()
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        db_path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
 
 
 class SqliteKVStore:
@@ -41,32 +27,20 @@ class SqliteKVStore:
 
     def __init__(self, db_path: Path | str) -> None:
         self.db_path = Path(db_path).expanduser()
-        self._lock = threading.Lock()
-        self._conn = connect(self.db_path)
-        with self._lock:
-            self._conn.execute(SCHEMA)
+        self._db = SerialConnection(self.db_path, SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def _run(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._conn.execute(sql, params)
-
-    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        self._db.close()
 
     async def get(self, key: str) -> str | None:
         rows = await asyncio.to_thread(
-            self._query, "SELECT value FROM kvstore WHERE key = ?", (key,)
+            self._db.query, "SELECT value FROM kvstore WHERE key = ?", (key,)
         )
         return rows[0][0] if rows else None
 
     async def set(self, key: str, value: str) -> None:
         await asyncio.to_thread(
-            self._run,
+            self._db.run,
             "INSERT OR REPLACE INTO kvstore (key, value, expiration) VALUES (?, ?, NULL)",
             (key, value),
         )
@@ -74,19 +48,19 @@ class SqliteKVStore:
     async def set_if_absent(self, key: str, value: str) -> bool:
         """Insert only if the key is new; True if it was written. The atomic step of updates."""
         cursor = await asyncio.to_thread(
-            self._run,
+            self._db.run,
             "INSERT OR IGNORE INTO kvstore (key, value, expiration) VALUES (?, ?, NULL)",
             (key, value),
         )
         return cursor.rowcount == 1
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._run, "DELETE FROM kvstore WHERE key = ?", (key,))
+        await asyncio.to_thread(self._db.run, "DELETE FROM kvstore WHERE key = ?", (key,))
 
     async def keys_in_range(self, start: str, end: str) -> list[str]:
         """Keys with start <= key <= end, in key order (inclusive end, as Llama Stack's)."""
         rows = await asyncio.to_thread(
-            self._query,
+            self._db.query,
             "SELECT key FROM kvstore WHERE key >= ? AND key <= ? ORDER BY key",
             (start, end),
         )
@@ -94,7 +68,7 @@ class SqliteKVStore:
 
     async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
         rows = await asyncio.to_thread(
-            self._query,
+            self._db.query,
             "SELECT key, value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",
             (prefix, prefix + "\uffff"),
         )
