@@ -110,6 +110,8 @@ def _parse_server(value: str, rest: str, env: Mapping[str, str]) -> ServerTarget
     head, sep, tail = rest.rpartition(":")
     if sep and tail.isdigit():
         config, port_text = head, tail
+    elif sep and head and "::" not in rest and not Path(rest).expanduser().exists():
+        raise _malformed(value, f"the port {tail!r} after the config is not a number")
     if not config:
         raise _malformed(value, "the config after 'server:' is empty")
     if port_text is not None:

@@ -94,3 +94,17 @@ def test_malformed_value_names_the_reason_and_lists_the_five_forms(value, reason
 def test_bad_llama_stack_port_is_named():
     with pytest.raises(StackConfigError, match="LLAMA_STACK_PORT 'abc' is not a port number"):
         parse_stack_config("server:starter", env={"LLAMA_STACK_PORT": "abc"})
+
+
+def test_server_form_with_a_non_numeric_port_names_the_port():
+    with pytest.raises(StackConfigError, match="the port 'notaport' after the config"):
+        parse_stack_config("server:starter:notaport", env={})
+
+
+def test_server_form_keeps_a_run_yaml_path_that_contains_a_colon(tmp_path):
+    run_yaml = tmp_path / "a:b.yaml"
+    run_yaml.write_text("version: 2\n")
+
+    target = parse_stack_config(f"server:{run_yaml}", env={})
+
+    assert target == ServerTarget(config=str(run_yaml), port=8321)
