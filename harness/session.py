@@ -286,9 +286,9 @@ class UrlCassette:
 
     def miss_for(self, error: BaseException) -> dict | None:
         """The miss behind `error` (closing the cassette), or None if it is not a replay miss."""
-        from vcr.errors import CannotOverwriteExistingCassetteException
+        from harness.recording.cassettes import find_vcr_miss
 
-        if not self._open or not _in_chain(error, CannotOverwriteExistingCassetteException):
+        if not self._open or find_vcr_miss(error) is None:
             return None
         self._open = False
         try:
@@ -298,13 +298,3 @@ class UrlCassette:
         except BaseException:
             return None
         return None
-
-
-def _in_chain(error: BaseException | None, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, kind):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False

@@ -228,7 +228,7 @@ class _Cassette:
         return ReplayMissError(miss)
 
 
-def _find_vcr_miss(exc: BaseException) -> CannotOverwriteExistingCassetteException | None:
+def find_vcr_miss(exc: BaseException) -> CannotOverwriteExistingCassetteException | None:
     """The vcrpy miss behind an exception (SDKs wrap transport errors in their own types)."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -272,7 +272,7 @@ def client_cassette(
             finally:
                 binding.log_played(cassette)
     except Exception as exc:
-        miss = _find_vcr_miss(exc)
+        miss = find_vcr_miss(exc)
         if miss is None or miss.failed_request is None:
             raise
         raise binding.miss_error(miss) from exc
