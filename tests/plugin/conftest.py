@@ -96,15 +96,6 @@ def started_pid(output: str) -> int:
     return int(found.group(1))
 
 
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def interrupt(process: subprocess.Popen, signum: int = signal.SIGINT) -> None:
     """End an inner pytest like Ctrl-C does, so it stops its server; SIGKILL only as a last
     resort (that would orphan the server, which is what the interrupt tests rule out)."""

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness import server
-from tests.plugin.conftest import dedent, free_port, interrupt, recordings, started_pid, wait_gone
+from tests.plugin.conftest import dedent, free_port, interrupt, recordings, started_pid
+from tests.process_support import wait_gone
 
 SLOW_TEST = """
 import pathlib, time

@@ -8,7 +8,6 @@ import socket
 import sys
 import textwrap
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from harness import server
 from harness.server import ServerSpec, StackServerError
+from tests.process_support import wait_gone
 
 # A stand-in stack: answers GET /v1/health like the real one, after an optional delay.
 FAKE_STACK = textwrap.dedent(
@@ -111,15 +111,6 @@ def http_server():
     for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_starts_a_server_and_stops_its_process_on_release(make_spec, state):
