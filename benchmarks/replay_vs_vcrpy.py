@@ -28,7 +28,7 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
-from harness.recording.context import scope
+from harness.recording.context import Attribution, attributed
 from harness.recording.fingerprint import canonical_request, fingerprint
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.normalize import recorded_id
@@ -122,11 +122,11 @@ def post(http: httpx.Client, i: int) -> None:
 def time_ours(directory: Path, n: int, samples: list[int]) -> float:
     settings = RecordingSettings(mode=Mode.REPLAY, directory=directory)
     with httpx.Client(base_url=BASE_URL, transport=wrap_transport(NoNetwork(), settings)) as http:
-        with scope(TEST_ID):
+        with attributed(Attribution(TEST_ID, "benchmark")):
             post(http, samples[0])  # warm-up (imports, first file system access)
         best = float("inf")
         for _ in range(3):  # best of three passes: least disturbed by other load on the machine
-            with scope(TEST_ID):
+            with attributed(Attribution(TEST_ID, "benchmark")):
                 start = time.perf_counter()
                 for i in samples:
                     post(http, i)

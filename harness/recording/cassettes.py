@@ -2,13 +2,16 @@
 
 For a stack given by URL the harness cannot wrap the provider transport, so it records what
 the test itself exchanges with the stack (``/v1/prompts`` included). vcrpy does the patching
-(httpx and httpx2, hence the ``openai`` SDK too) through its public API; we plug in:
+(httpx and httpx2, hence the ``openai`` SDK too) through its public API; we plug in vcrpy's own
+small parts:
 
-- a persister that stores each interaction as one file in the same layout and format as the
-  provider layer (``<dir>/<module>/<fingerprint>.json``), so ``verify``/``prune``/``show`` work
-  on both;
-- a matcher on the same canonical fingerprint (method, path, query, body; redacted);
-- ``before_record_request``/``before_record_response`` hooks for redaction.
+- :class:`RecordingPersister`: a cassette path is a test module's recordings directory, holding
+  one file per interaction in the same layout and format as the provider layer, so
+  ``verify``/``prune``/``show`` work on both;
+- :func:`fingerprint_matcher`: a plain matcher on the canonical request (method, path, query,
+  body and the test id);
+- :func:`request_filter` / :func:`response_filter`: the ``before_record_*`` hooks, which redact
+  and stamp each request with the test it belongs to.
 
 Modes map to vcrpy record modes: replay -> "none", record -> "all",
 record-if-missing -> "new_episodes", live -> no cassette at all.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import http
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,9 @@ from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request as VcrRequest
 
 from harness.recording import usage
+from harness.recording.context import TEST_ID_HEADER, OccurrenceCounter
 from harness.recording.diagnostics import build_miss
-from harness.recording.errors import ReplayMissError
+from harness.recording.errors import RecordingError, ReplayMissError, find_in_chain
 from harness.recording.fingerprint import canonical_request, fingerprint, parse_body, parse_query
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.normalize import EventSplitter, framing_for, normalize_event
@@ -41,7 +45,7 @@ from harness.recording.redaction import (
     SENSITIVE_HEADERS,
     Redactor,
 )
-from harness.recording.store import RecordingStore, module_dir
+from harness.recording.store import RecordingStore, module_dir, new_record
 from harness.recording.streams import response_content, stored_plain_response
 
 VCR_RECORD_MODES = {
@@ -62,43 +66,45 @@ def _body_bytes(request: VcrRequest) -> bytes:
     return bytes(request.body_bytes or b"")
 
 
-class _Cassette:
-    """Per-test persister + matcher + hooks, bound to one test id and recordings directory."""
+def canonical(request: VcrRequest, occurrence: int = 0) -> dict[str, Any]:
+    """The canonical request of a filtered vcrpy request (the test id travels in a header)."""
+    return canonical_request(
+        request.method,
+        request.path,
+        parse_query(request.parsed_uri.query),
+        parse_body(_body_bytes(request)),
+        request.headers.get(TEST_ID_HEADER, ""),
+        occurrence,
+    )
 
-    def __init__(self, settings: RecordingSettings, test_id: str, secrets: Iterable[str]) -> None:
-        self.settings = settings
-        self.test_id = test_id
-        self.store = RecordingStore(settings.directory)
-        self.redactor = Redactor(secrets)
-        self.loaded_paths: list[Path] = []
 
-    # -- canonical form, shared with the transport's definition -------------------------------
-    def canonical(self, request: VcrRequest, occurrence: int = 0) -> dict[str, Any]:
-        return canonical_request(
-            request.method,
-            request.path,
-            self.redactor.value(parse_query(request.parsed_uri.query)),
-            self.redactor.value(parse_body(_body_bytes(request))),
-            self.test_id,
-            occurrence,
-        )
+def fingerprint_matcher(r1: VcrRequest, r2: VcrRequest) -> None:
+    """vcrpy matcher: the same canonical request (occurrences are vcrpy's play order)."""
+    if canonical(r1) != canonical(r2):
+        raise AssertionError("canonical requests differ (method, path, query, body or test id)")
 
-    def matcher(self, r1: VcrRequest, r2: VcrRequest) -> None:
-        if self.canonical(r1) != self.canonical(r2):
-            raise AssertionError("canonical requests differ (method, path, query or body)")
 
-    # -- redaction hooks -----------------------------------------------------------------------
-    def before_record_request(self, request: VcrRequest) -> VcrRequest:
+def request_filter(test_id: str, redactor: Redactor) -> Callable[[VcrRequest], VcrRequest]:
+    """``before_record_request``: no credential headers, secrets redacted, the test id set."""
+
+    def hook(request: VcrRequest) -> VcrRequest:
         request = copy.deepcopy(request)
         for name in list(request.headers):
             if name.lower() in SENSITIVE_HEADERS:
                 del request.headers[name]
+        request.headers[TEST_ID_HEADER] = test_id
         content = _body_bytes(request)
-        if content and self.redactor.secrets:
-            request.body = self.redactor.text(content.decode("utf-8", "replace"))
+        if content and redactor.secrets:
+            request.body = redactor.text(content.decode("utf-8", "replace"))
         return request
 
-    def before_record_response(self, response: dict[str, Any]) -> dict[str, Any]:
+    return hook
+
+
+def response_filter(redactor: Redactor) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``before_record_response``: no credential headers, secrets redacted from the body."""
+
+    def hook(response: dict[str, Any]) -> dict[str, Any]:
         response = copy.deepcopy(response)
         response["headers"] = {
             name: values
@@ -106,57 +112,50 @@ class _Cassette:
             if name.lower() not in SENSITIVE_HEADERS
         }
         body = response.get("body", {}).get("string")
-        if isinstance(body, bytes) and self.redactor.secrets:
-            response["body"]["string"] = self.redactor.text(body.decode("utf-8", "replace")).encode(
-                "utf-8"
-            )
+        if isinstance(body, bytes) and redactor.secrets:
+            text = redactor.text(body.decode("utf-8", "replace"))
+            response["body"]["string"] = text.encode("utf-8")
         return response
 
-    # -- persister -----------------------------------------------------------------------------
+    return hook
+
+
+class RecordingPersister:
+    """vcrpy persister: the cassette at a path is the recordings in that module directory."""
+
+    def __init__(self, store: RecordingStore, redactor: Redactor, log: usage.UsageLog) -> None:
+        self.store = store
+        self.redactor = redactor
+        self.log = log
+        self.loaded_paths: list[Path] = []
+
     def load_cassette(self, cassette_path: Any, serializer: Any) -> tuple[list, list]:
-        records = []
-        for path in self.store.module_files(self.test_id):
-            record = self.store.load(path)
-            if record["test_id"] == self.test_id:
-                records.append((record.get("occurrence", 0), record["fingerprint"], path, record))
+        folder = Path(cassette_path)
+        files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+        records = [(self.store.load(path), path) for path in files]
         if not records:
             raise CassetteNotFoundError()
-        records.sort(key=lambda item: (item[0], item[1]))
-        self.loaded_paths = [item[2] for item in records]
-        requests = [self._vcr_request(item[3]) for item in records]
-        responses = [self._vcr_response(item[3]) for item in records]
-        return requests, responses
+        records.sort(key=lambda item: (item[0]["test_id"], item[0].get("occurrence", 0), item[1]))
+        self.loaded_paths = [path for _, path in records]
+        return [_vcr_request(r) for r, _ in records], [_vcr_response(r) for r, _ in records]
 
     def save_cassette(self, cassette_path: Any, cassette_dict: dict, serializer: Any) -> None:
-        seen: dict[str, int] = {}
-        for request, response in zip(
-            cassette_dict["requests"], cassette_dict["responses"], strict=True
-        ):
-            base = fingerprint(self.canonical(request))
-            occurrence = seen.get(base, 0)
-            seen[base] = occurrence + 1
-            canonical = self.canonical(request, occurrence)
-            fp = fingerprint(canonical)
-            record: dict[str, Any] = {
-                "fingerprint": fp,
-                "test_id": self.test_id,
-                "request": {
-                    "method": canonical["method"],
-                    "path": canonical["path"],
-                    "query": canonical["query"],
-                    "headers": self.redactor.headers(
-                        {k: v for k, v in request.headers.items()}, REQUEST_HEADERS_KEPT
-                    ),
-                    "body": canonical["body"],
-                },
-                "response": self._stored_response(response, fp),
-            }
-            if occurrence:
-                record["occurrence"] = occurrence
-            path, _ = self.store.write(record)
-            self._log(usage.RECORDED, self.store.relative(path))
+        counter = OccurrenceCounter()
+        pairs = zip(cassette_dict["requests"], cassette_dict["responses"], strict=True)
+        for request, response in pairs:
+            occurrence = counter.next(fingerprint(canonical(request)))
+            value = canonical(request, occurrence)
+            fp = fingerprint(value)
+            headers = self.redactor.headers(dict(request.headers.items()), REQUEST_HEADERS_KEPT)
+            record = new_record(value, fp, headers, self._stored_response(response, fp))
+            path, _ = self.store.write(record, Path(cassette_path) / f"{fp}.json")
+            self.log.append(usage.RECORDED, self.store.relative(path))
 
-    # -- conversions ---------------------------------------------------------------------------
+    def log_played(self, play_counts: dict[int, int]) -> None:
+        for index, count in play_counts.items():
+            if count and index < len(self.loaded_paths):
+                self.log.append(usage.USED, self.store.relative(self.loaded_paths[index]))
+
     def _stored_response(self, response: dict[str, Any], fp: str) -> dict[str, Any]:
         headers = self.redactor.headers(
             {name: values[0] for name, values in response["headers"].items() if values},
@@ -167,77 +166,66 @@ class _Cassette:
             body = body.encode("utf-8")
         status = response["status"]["code"]
         framing = framing_for(headers.get("content-type"))
-        if framing is not None:
-            splitter = EventSplitter(framing)
-            events = splitter.feed(body or b"") + splitter.flush()
-            chunks = [
-                {"at": 0.0, "data": self.redactor.text(normalize_event(e, framing, fp))}
-                for e in events
-            ]
-            return {
-                "status": status,
-                "headers": headers,
-                "stream": {"framing": framing, "chunks": chunks},
-            }
-        return stored_plain_response(status, headers, body or b"", fp, self.redactor)
-
-    def _vcr_request(self, record: dict[str, Any]) -> VcrRequest:
-        request = record["request"]
-        query = request.get("query") or {}
-        pairs = [
-            (k, item) for k, v in query.items() for item in (v if isinstance(v, list) else [v])
+        if framing is None:
+            return stored_plain_response(status, headers, body or b"", fp, self.redactor)
+        splitter = EventSplitter(framing)
+        events = splitter.feed(body or b"") + splitter.flush()
+        chunks = [
+            {"at": 0.0, "data": self.redactor.text(normalize_event(e, framing, fp))} for e in events
         ]
-        uri = REPLAY_HOST + request["path"] + (f"?{urlencode(pairs)}" if pairs else "")
-        body = request.get("body")
-        content = response_content({"body": body} if not isinstance(body, str) else {"text": body})
-        return VcrRequest(
-            request["method"], uri, content if body is not None else None, request["headers"]
-        )
-
-    def _vcr_response(self, record: dict[str, Any]) -> dict[str, Any]:
-        response = record["response"]
-        if "stream" in response:
-            content = "".join(c["data"] for c in response["stream"]["chunks"]).encode("utf-8")
-        else:
-            content = response_content(response)
-        try:
-            message = http.HTTPStatus(response["status"]).phrase
-        except ValueError:
-            message = ""
         return {
-            "status": {"code": response["status"], "message": message},
-            "headers": {name: [value] for name, value in response.get("headers", {}).items()},
-            "body": {"string": content},
+            "status": status,
+            "headers": headers,
+            "stream": {"framing": framing, "chunks": chunks},
         }
 
-    def log_played(self, cassette: Any) -> None:
-        for index, count in cassette.play_counts.items():
-            if count and index < len(self.loaded_paths):
-                self._log(usage.USED, self.store.relative(self.loaded_paths[index]))
 
-    def _log(self, kind: str, *values: str) -> None:
-        if self.settings.usage_log is not None:
-            usage.append_usage(self.settings.usage_log, kind, *values)
-
-    def miss_error(self, exc: CannotOverwriteExistingCassetteException) -> ReplayMissError:
-        request = self.before_record_request(exc.failed_request)
-        base = self.canonical(request)
-        fp = fingerprint(base)
-        miss = build_miss(self.store, base, fp, self.store.path_for(self.test_id, fp))
-        self._log(usage.MISSED, fp, self.test_id)
-        return ReplayMissError(miss)
+def _vcr_request(record: dict[str, Any]) -> VcrRequest:
+    request = record["request"]
+    query = request.get("query") or {}
+    pairs = [(k, item) for k, v in query.items() for item in (v if isinstance(v, list) else [v])]
+    uri = REPLAY_HOST + request["path"] + (f"?{urlencode(pairs)}" if pairs else "")
+    body = request.get("body")
+    content = response_content({"body": body} if not isinstance(body, str) else {"text": body})
+    headers = {**request.get("headers", {}), TEST_ID_HEADER: record["test_id"]}
+    return VcrRequest(request["method"], uri, content if body is not None else None, headers)
 
 
-def find_vcr_miss(exc: BaseException) -> CannotOverwriteExistingCassetteException | None:
-    """The vcrpy miss behind an exception (SDKs wrap transport errors in their own types)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, CannotOverwriteExistingCassetteException):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+def _vcr_response(record: dict[str, Any]) -> dict[str, Any]:
+    response = record["response"]
+    if "stream" in response:
+        content = "".join(c["data"] for c in response["stream"]["chunks"]).encode("utf-8")
+    else:
+        content = response_content(response)
+    try:
+        message = http.HTTPStatus(response["status"]).phrase
+    except ValueError:
+        message = ""
+    return {
+        "status": {"code": response["status"], "message": message},
+        "headers": {name: [value] for name, value in response.get("headers", {}).items()},
+        "body": {"string": content},
+    }
+
+
+def miss_from(exc: BaseException | None, settings: RecordingSettings) -> ReplayMissError | None:
+    """The replay miss behind a failure, as the harness's diagnostic; None if there is none.
+
+    Finds vcrpy's "cannot overwrite" error also when an SDK wrapped it in its own exception
+    (e.g. ``openai.APIConnectionError``), and logs the miss in the usage log.
+    """
+    if isinstance(exc, ReplayMissError):
+        return exc
+    vcr_miss = find_in_chain(exc, CannotOverwriteExistingCassetteException)
+    if vcr_miss is None or vcr_miss.failed_request is None:
+        return None
+    request = vcr_miss.cassette.filter_request(vcr_miss.failed_request)
+    value = canonical(request)
+    fp = fingerprint(value)
+    store = RecordingStore(settings.directory)
+    miss = build_miss(store, value, fp, store.path_for(value["test_id"], fp))
+    usage.UsageLog(settings.usage_log).append(usage.MISSED, fp, value["test_id"])
+    return ReplayMissError(miss)
 
 
 @contextmanager
@@ -246,33 +234,35 @@ def client_cassette(
 ) -> Iterator[Any]:
     """Record/replay the HTTP this process makes (httpx, httpx2/openai) for one test.
 
-    Yields the vcrpy cassette (None in live mode). A replay miss surfaces as a
-    :class:`ReplayMissError` with the same diagnostic as the provider layer, even when an SDK
-    wrapped vcrpy's exception in its own (e.g. ``openai.APIConnectionError``).
+    Yields the vcrpy cassette (None in live mode). A replay miss that leaves the block surfaces
+    as a :class:`ReplayMissError` with the same diagnostic as the provider layer.
     """
     if settings.mode is Mode.LIVE:
         yield None
         return
-    binding = _Cassette(settings, test_id, secrets)
+    redactor = Redactor(secrets)
+    store = RecordingStore(settings.directory)
+    persister = RecordingPersister(store, redactor, usage.UsageLog(settings.usage_log))
     recorder = vcr.VCR(decode_compressed_response=True)
-    recorder.register_persister(binding)
-    recorder.register_matcher(MATCHER_NAME, binding.matcher)
-    cassette_path = str(settings.directory / module_dir(test_id))
+    recorder.register_persister(persister)
+    recorder.register_matcher(MATCHER_NAME, fingerprint_matcher)
     try:
         with recorder.use_cassette(
-            cassette_path,
+            str(settings.directory / module_dir(test_id)),
             record_mode=VCR_RECORD_MODES[settings.mode],
             match_on=[MATCHER_NAME],
-            before_record_request=binding.before_record_request,
-            before_record_response=binding.before_record_response,
+            before_record_request=request_filter(test_id, redactor),
+            before_record_response=response_filter(redactor),
             allow_playback_repeats=False,
         ) as cassette:
             try:
                 yield cassette
             finally:
-                binding.log_played(cassette)
+                persister.log_played(cassette.play_counts)
+    except RecordingError:
+        raise
     except Exception as exc:
-        miss = find_vcr_miss(exc)
-        if miss is None or miss.failed_request is None:
+        miss = miss_from(exc, settings)
+        if miss is None:
             raise
-        raise binding.miss_error(miss) from exc
+        raise miss from exc

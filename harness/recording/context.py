@@ -1,107 +1,151 @@
-"""Which test a provider request belongs to.
+"""Which test a provider request belongs to, and which repeat of an identical request it is.
 
-The recording transport files every interaction under the test that caused it. In library
-mode the plugin sets the scope with :func:`scope`; in a server process the plugin's clients
-send two headers and :class:`TestScopeMiddleware` sets the same context variable for the
-duration of each HTTP request, so the stack's own code never has to pass a test id around.
+The recording transport files every interaction under the test that caused it. The plugin's
+clients send two headers with every request to the stack; :class:`AttributionMiddleware`, which
+wraps the stack's ASGI app, turns them into an :class:`Attribution` that holds for the whole
+HTTP request (streamed body and background work included), so the stack's own code never has to
+pass a test id around. This works the same in a server process and in library mode, where the
+plugin's clients reach the app through an in-process transport.
 
 Headers (sent by the plugin's clients, read by the middleware):
 
 - ``X-Harness-Test-Id``: the pytest node id of the test making the request.
-- ``X-Harness-Test-Invocation``: unique per test run (a uuid). It resets the per-test
-  occurrence counters, so a reused server replays a re-run test from its first recording.
+- ``X-Harness-Test-Invocation``: unique per run of that test (a uuid). Identical requests are
+  counted per invocation, so a reused server replays a re-run test from its first recording.
 
-Requests without them (e.g. the stack's startup model listing) are in the shared scope.
+Requests without them (e.g. the stack's start-up model listing) are in the shared scope, whose
+requests are never counted: they may repeat any number of times over a server's life and always
+map to the same recording.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 TEST_ID_HEADER = "X-Harness-Test-Id"
 INVOCATION_HEADER = "X-Harness-Test-Invocation"
 SHARED_TEST_ID = ""
+MAX_TRACKED_INVOCATIONS = 4096
+
+
+class OccurrenceCounter:
+    """Numbers identical requests (same base fingerprint) 0, 1, 2, ... within one invocation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def next(self, base_fingerprint: str) -> int:
+        with self._lock:
+            n = self._counts.get(base_fingerprint, 0)
+            self._counts[base_fingerprint] = n + 1
+            return n
 
 
 @dataclass(frozen=True)
-class TestScope:
-    """The test (pytest node id) and its run (invocation id) a request belongs to."""
-
-    __test__ = False  # not a pytest test class despite the name
+class Attribution:
+    """The test (pytest node id) and the run of it (invocation id) a request belongs to."""
 
     test_id: str
     invocation: str
+    occurrences: OccurrenceCounter = field(
+        default_factory=OccurrenceCounter, compare=False, repr=False
+    )
 
     @property
     def is_shared(self) -> bool:
         return self.test_id == SHARED_TEST_ID
 
+    def occurrence(self, base_fingerprint: str) -> int:
+        """Which repeat of this request this is in the invocation; always 0 when shared."""
+        return 0 if self.is_shared else self.occurrences.next(base_fingerprint)
 
-SHARED_SCOPE = TestScope(test_id=SHARED_TEST_ID, invocation="")
 
-_current: ContextVar[TestScope] = ContextVar("harness_test_scope", default=SHARED_SCOPE)
+SHARED = Attribution(test_id=SHARED_TEST_ID, invocation="")
+
+_current: ContextVar[Attribution] = ContextVar("harness_attribution", default=SHARED)
 
 
-def current_scope() -> TestScope:
-    """The scope of the running code; the shared scope when none is set."""
+def current_attribution() -> Attribution:
+    """The attribution of the running code; the shared scope when none is set."""
     return _current.get()
 
 
 @contextmanager
-def scope(test_id: str, invocation: str | None = None) -> Iterator[TestScope]:
-    """Run a block as part of a test (library mode and tests). A fresh invocation by default."""
-    value = TestScope(test_id=test_id, invocation=invocation or uuid.uuid4().hex)
-    token = _current.set(value)
+def attributed(attribution: Attribution) -> Iterator[Attribution]:
+    """Run a block as part of a test: every recorded request inside is filed under it."""
+    token = _current.set(attribution)
     try:
-        yield value
+        yield attribution
     finally:
         _current.reset(token)
 
 
-def scope_headers(test_id: str, invocation: str) -> dict[str, str]:
-    """The headers a client sends so a stack server files its provider traffic under the test."""
+def attribution_headers(test_id: str, invocation: str) -> dict[str, str]:
+    """The headers a client sends so the stack files its provider traffic under the test."""
     return {TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
 
 
-def _scope_from_asgi_headers(headers: list[tuple[bytes, bytes]]) -> TestScope:
-    test_id = ""
-    invocation = ""
-    wanted_id = TEST_ID_HEADER.lower().encode("latin-1")
-    wanted_inv = INVOCATION_HEADER.lower().encode("latin-1")
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == wanted_id:
-            test_id = value.decode("utf-8", "replace")
-        elif lowered == wanted_inv:
-            invocation = value.decode("utf-8", "replace")
-    if not test_id:
-        return SHARED_SCOPE
-    return TestScope(test_id=test_id, invocation=invocation or uuid.uuid4().hex)
+class _Invocations:
+    """One Attribution per invocation id, so its requests share one occurrence counter.
 
-
-class TestScopeMiddleware:
-    """Pure ASGI middleware: each HTTP request runs in the scope named by its headers.
-
-    Pure ASGI (not BaseHTTPMiddleware) so streaming responses and background tasks run inside
-    the same context, and nothing is buffered.
+    Bounded: the oldest invocations are forgotten, so a long-lived server does not grow.
     """
 
-    __test__ = False
+    def __init__(self, limit: int = MAX_TRACKED_INVOCATIONS) -> None:
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._known: OrderedDict[tuple[str, str], Attribution] = OrderedDict()
 
-    def __init__(self, app: Any) -> None:
+    def get(self, test_id: str, invocation: str) -> Attribution:
+        if not test_id:
+            return SHARED
+        key = (test_id, invocation)
+        with self._lock:
+            found = self._known.get(key)
+            if found is None:
+                found = self._known[key] = Attribution(test_id, invocation)
+                while len(self._known) > self._limit:
+                    self._known.popitem(last=False)
+            else:
+                self._known.move_to_end(key)
+            return found
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: str) -> str:
+    wanted = name.lower().encode("latin-1")
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value.decode("utf-8", "replace")
+    return ""
+
+
+class AttributionMiddleware:
+    """Pure ASGI middleware: each HTTP request runs attributed to the test its headers name.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streaming responses and background tasks run inside
+    the same context, and nothing is buffered. A request without an invocation id gets its own.
+    """
+
+    def __init__(self, app: Any, *, max_invocations: int = MAX_TRACKED_INVOCATIONS) -> None:
         self.app = app
+        self._invocations = _Invocations(max_invocations)
 
-    async def __call__(self, scope_: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope_.get("type") not in ("http", "websocket"):
-            await self.app(scope_, receive, send)
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
             return
-        token = _current.set(_scope_from_asgi_headers(scope_.get("headers") or []))
-        try:
-            await self.app(scope_, receive, send)
-        finally:
-            _current.reset(token)
+        headers = scope.get("headers") or []
+        test_id = _header(headers, TEST_ID_HEADER)
+        invocation = _header(headers, INVOCATION_HEADER)
+        if test_id and not invocation:
+            invocation = uuid.uuid4().hex
+        with attributed(self._invocations.get(test_id, invocation)):
+            await self.app(scope, receive, send)

@@ -9,10 +9,12 @@ record it turns the reason into the fix.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.recording.errors import RecordingError
+from harness.recording.fingerprint import canonical_of_record
 from harness.recording.modes import MODE_ENV
 from harness.recording.store import RecordingStore
 
@@ -46,23 +48,10 @@ def diff_requests(recorded: dict[str, Any], requested: dict[str, Any]) -> list[d
     ]
 
 
-def _canonical_of(record: dict[str, Any]) -> dict[str, Any]:
-    request = record["request"]
-    value = {
-        "method": request["method"],
-        "path": request["path"],
-        "query": request.get("query") or {},
-        "body": request.get("body"),
-        "test_id": record.get("test_id", ""),
-    }
-    if record.get("occurrence"):
-        value["occurrence"] = record["occurrence"]
-    return value
-
-
-def record_command(test_id: str) -> str:
-    base = f"{MODE_ENV}=record-if-missing pytest"
-    return f"{base} {shlex.quote(test_id)}" if test_id else base
+def record_command(test_id: str, options: Sequence[str] = ()) -> str:
+    """The shell command that records a test's missing recordings, with the session's options."""
+    words = [f"{MODE_ENV}=record-if-missing", "pytest", *([test_id] if test_id else []), *options]
+    return " ".join(shlex.quote(w) if i else w for i, w in enumerate(words))
 
 
 def build_miss(
@@ -81,11 +70,11 @@ def build_miss(
         request = record["request"]
         if request["method"].upper() != canonical["method"] or request["path"] != canonical["path"]:
             continue
-        diff = diff_requests(_canonical_of(record), canonical)
+        diff = diff_requests(canonical_of_record(record), canonical)
         score = (0 if record.get("test_id") == test_id else 1, len(diff))
         if best is None or score < best:
             best, best_diff = score, diff
-            nearest = {"path": store.relative(candidate), "request": _canonical_of(record)}
+            nearest = {"path": store.relative(candidate), "request": canonical_of_record(record)}
     return {
         "fingerprint": fingerprint,
         "test_id": test_id,

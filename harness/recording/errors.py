@@ -9,7 +9,23 @@ test that made the request.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
+# The response header a stack sets on the error answer to a request that missed a recording.
+RECORDING_MISS_HEADER = "X-Harness-Recording-Miss"
+
+
+def find_in_chain(exc: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of `kind` in `exc`'s cause/context chain (SDKs wrap transport errors)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class RecordingError(Exception):

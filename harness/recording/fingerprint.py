@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -87,47 +85,19 @@ def fingerprint(canonical: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(canonical).encode("ascii")).hexdigest()
 
 
-def fingerprint_of_record(record: dict[str, Any]) -> str:
-    """Recompute a stored recording's fingerprint from its own content (for verify)."""
+def canonical_of_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The canonical request a stored recording was made for, rebuilt from its own content."""
     request = record["request"]
-    return fingerprint(
-        canonical_request(
-            request["method"],
-            request["path"],
-            request.get("query") or {},
-            request.get("body"),
-            record.get("test_id", ""),
-            int(record.get("occurrence", 0) or 0),
-        )
+    return canonical_request(
+        request["method"],
+        request["path"],
+        request.get("query") or {},
+        request.get("body"),
+        record.get("test_id", ""),
+        int(record.get("occurrence", 0) or 0),
     )
 
 
-class OccurrenceCounter:
-    """Counts identical requests per test invocation, so repeats replay in recorded order.
-
-    Keyed by (invocation, base fingerprint). Old invocations are forgotten once more than
-    ``max_invocations`` are tracked, so a long-lived server does not grow without bound.
-    The shared scope is not counted: requests outside a test (startup listing) may repeat any
-    number of times over a server's life and always map to the same recording.
-    """
-
-    def __init__(self, max_invocations: int = 4096) -> None:
-        self._lock = threading.Lock()
-        self._counts: OrderedDict[str, dict[str, int]] = OrderedDict()
-        self._max = max_invocations
-
-    def next(self, invocation: str, base_fingerprint: str) -> int:
-        with self._lock:
-            counts = self._counts.get(invocation)
-            if counts is None:
-                counts = self._counts[invocation] = {}
-                while len(self._counts) > self._max:
-                    self._counts.popitem(last=False)
-            else:
-                self._counts.move_to_end(invocation)
-            n = counts.get(base_fingerprint, 0)
-            counts[base_fingerprint] = n + 1
-            return n
-
-
-OCCURRENCES = OccurrenceCounter()
+def fingerprint_of_record(record: dict[str, Any]) -> str:
+    """Recompute a stored recording's fingerprint from its own content (for verify)."""
+    return fingerprint(canonical_of_record(record))

@@ -37,10 +37,13 @@ from harness.recording.errors import RecordingError
 SHARED_DIR = "_shared"
 SUFFIX = ".json"
 FRAMINGS = ("sse", "ndjson")
-# Per user, so a lock directory created by one account never blocks another.
+# Per user, so a lock directory created by one account never blocks another. Writes are
+# serialised on a fixed set of lock files (a recording's path picks one), so the directory holds
+# at most LOCK_STRIPES files however many recordings are written.
 _LOCK_DIR = (
     Path(tempfile.gettempdir()) / f"harness-recording-locks-{getattr(os, 'getuid', lambda: 0)()}"
 )
+LOCK_STRIPES = 64
 
 
 def module_dir(test_id: str) -> str:
@@ -57,6 +60,30 @@ def module_dir(test_id: str) -> str:
 def dumps(record: dict[str, Any]) -> str:
     """The exact text of a recording file."""
     return json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def new_record(
+    canonical: dict[str, Any],
+    fingerprint: str,
+    request_headers: dict[str, str],
+    response: dict[str, Any],
+) -> dict[str, Any]:
+    """The one shape of a recording: its canonical request, the kept headers, the response."""
+    record: dict[str, Any] = {
+        "fingerprint": fingerprint,
+        "test_id": canonical["test_id"],
+        "request": {
+            "method": canonical["method"],
+            "path": canonical["path"],
+            "query": canonical["query"],
+            "headers": request_headers,
+            "body": canonical["body"],
+        },
+        "response": response,
+    }
+    if canonical.get("occurrence"):
+        record["occurrence"] = canonical["occurrence"]
+    return record
 
 
 def _without_timing(record: Any) -> Any:
@@ -158,9 +185,12 @@ class RecordingStore:
             return None
         return self.load(path)
 
-    def write(self, record: dict[str, Any]) -> tuple[Path, bool]:
-        """Write a recording atomically. Returns (path, whether the file changed)."""
-        path = self.path_for(record["test_id"], record["fingerprint"])
+    def write(self, record: dict[str, Any], path: Path | None = None) -> tuple[Path, bool]:
+        """Write a recording atomically (at its layout path unless given one).
+
+        Returns (path, whether the file changed).
+        """
+        path = path or self.path_for(record["test_id"], record["fingerprint"])
         text = dumps(record)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _lock_for(path):
@@ -204,5 +234,6 @@ class RecordingStore:
 def _lock_for(path: Path) -> FileLock:
     """A lock outside the recordings directory, so no lock files end up committed."""
     _LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:32]
-    return FileLock(str(_LOCK_DIR / f"{key}.lock"))
+    digest = hashlib.sha256(str(path.resolve()).encode("utf-8")).digest()
+    stripe = int.from_bytes(digest[:4], "big") % LOCK_STRIPES
+    return FileLock(str(_LOCK_DIR / f"stripe-{stripe:02d}.lock"))

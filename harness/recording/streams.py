@@ -1,9 +1,10 @@
 """Response bodies between the provider, the caller and the recording file.
 
-Live streams pass through :class:`RecordingSyncStream` / :class:`RecordingAsyncStream`, which
-hand each complete event to the caller as soon as it arrives and collect it for the recording;
-replayed streams come from :class:`ReplaySyncStream` / :class:`ReplayAsyncStream`, instantly or
-at the recorded pace. Plain (non-stream) responses are stored as a JSON body, else as text.
+Live streams pass through a recording stream, which hands each complete event to the caller as
+soon as it arrives and collects it for the recording; replayed streams come from a replay
+stream, instantly or at the recorded pace. Each is written once and bound to httpx and httpx2
+(see ``httplibs``): :func:`recording_stream` and :func:`replay_stream` pick the binding.
+Plain (non-stream) responses are stored as a JSON body, else as text.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
-import httpx
 
+from harness.recording.httplibs import bind, library_of
 from harness.recording.normalize import EventSplitter, normalize_event, normalize_json
 from harness.recording.redaction import Redactor
 
@@ -47,11 +48,13 @@ def response_content(response: dict[str, Any]) -> bytes:
     return json.dumps(response.get("body"), ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-def plain_response(stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
+def plain_response(stored: dict[str, Any], request: Any) -> Any:
+    """A stored non-stream response as a response of the request's library (httpx or httpx2)."""
+    lib = library_of(request)
     content = response_content(stored)
     headers = {**stored.get("headers", {}), "content-length": str(len(content))}
-    return httpx.Response(
-        stored["status"], headers=headers, stream=httpx.ByteStream(content), request=request
+    return lib.Response(
+        stored["status"], headers=headers, stream=lib.ByteStream(content), request=request
     )
 
 
@@ -114,8 +117,10 @@ class StreamCapture:
         return out
 
 
-class RecordingSyncStream(httpx.SyncByteStream):
-    def __init__(self, upstream: httpx.Response, capture: StreamCapture) -> None:
+class _RecordingSyncStreamMixin:
+    lib: Any
+
+    def __init__(self, upstream: Any, capture: StreamCapture) -> None:
         self.upstream = upstream
         self.capture = capture
         self._iterator: Iterator[bytes] | None = None
@@ -137,7 +142,7 @@ class RecordingSyncStream(httpx.SyncByteStream):
                 for raw in self._source():
                     self.capture.feed(raw)
                 self.capture.finish()
-        except httpx.HTTPError as exc:
+        except self.lib.HTTPError as exc:
             # The caller is done with this response; a failed drain only means no recording.
             logger.warning(
                 "not recording %s: stream failed while draining: %s", self.capture.label, exc
@@ -146,7 +151,7 @@ class RecordingSyncStream(httpx.SyncByteStream):
             self.upstream.close()
 
 
-class ReplaySyncStream(httpx.SyncByteStream):
+class _ReplaySyncStreamMixin:
     def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
         self.chunks = chunks
         self.pace = pace
@@ -161,8 +166,10 @@ class ReplaySyncStream(httpx.SyncByteStream):
             yield chunk["data"].encode("utf-8")
 
 
-class RecordingAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, upstream: httpx.Response, capture: StreamCapture) -> None:
+class _RecordingAsyncStreamMixin:
+    lib: Any
+
+    def __init__(self, upstream: Any, capture: StreamCapture) -> None:
         self.upstream = upstream
         self.capture = capture
         self._iterator: AsyncIterator[bytes] | None = None
@@ -185,7 +192,7 @@ class RecordingAsyncStream(httpx.AsyncByteStream):
                 async for raw in self._source():
                     self.capture.feed(raw)
                 self.capture.finish()
-        except httpx.HTTPError as exc:
+        except self.lib.HTTPError as exc:
             logger.warning(
                 "not recording %s: stream failed while draining: %s", self.capture.label, exc
             )
@@ -193,7 +200,7 @@ class RecordingAsyncStream(httpx.AsyncByteStream):
             await self.upstream.aclose()
 
 
-class ReplayAsyncStream(httpx.AsyncByteStream):
+class _ReplayAsyncStreamMixin:
     def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
         self.chunks = chunks
         self.pace = pace
@@ -206,3 +213,21 @@ class ReplayAsyncStream(httpx.AsyncByteStream):
                 if delay > 0:
                     await anyio.sleep(delay)
             yield chunk["data"].encode("utf-8")
+
+
+def recording_stream(upstream: Any, capture: StreamCapture, *, is_async: bool) -> Any:
+    """A byte stream of the upstream response's library that records as it passes through."""
+    lib = library_of(upstream)
+    if is_async:
+        return bind(_RecordingAsyncStreamMixin, "AsyncByteStream", lib)(upstream, capture)
+    return bind(_RecordingSyncStreamMixin, "SyncByteStream", lib)(upstream, capture)
+
+
+def replay_stream(
+    request: Any, chunks: list[dict[str, Any]], pace: float, *, is_async: bool
+) -> Any:
+    """A byte stream of the request's library that plays stored chunks back."""
+    lib = library_of(request)
+    if is_async:
+        return bind(_ReplayAsyncStreamMixin, "AsyncByteStream", lib)(chunks, pace)
+    return bind(_ReplaySyncStreamMixin, "SyncByteStream", lib)(chunks, pace)

@@ -2,7 +2,8 @@
 
 The stack builds every provider client through one factory that calls
 :func:`wrap_async_transport` (or :func:`wrap_transport`). The wrapper computes the request's
-fingerprint (see ``fingerprint.py``) in the current test scope (see ``context.py``) and:
+fingerprint (see ``fingerprint.py``) under the current test's attribution (see ``context.py``)
+and:
 
 - ``replay``: serves the recording, never touching the inner transport; a missing recording
   raises :class:`ReplayMissError` with a diagnostic;
@@ -16,6 +17,9 @@ Replay yields the stored events as a real stream, instantly or at the recorded p
 
 In record mode the caller receives exactly what is stored (normalised ids and timestamps, the
 kept headers), so a test sees the same response in record and replay.
+
+The transports serve httpx and httpx2 alike: each is written once and bound to the library of
+the transport it wraps (see ``httplibs``).
 """
 
 from __future__ import annotations
@@ -27,40 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from harness.recording import usage
-from harness.recording.context import current_scope
+from harness.recording.context import current_attribution
 from harness.recording.diagnostics import build_miss
 from harness.recording.errors import ReplayMissError
-from harness.recording.fingerprint import (
-    OCCURRENCES,
-    canonical_request,
-    fingerprint,
-    parse_body,
-    parse_query,
-)
+from harness.recording.fingerprint import canonical_request, fingerprint, parse_body, parse_query
+from harness.recording.httplibs import bind, library_of
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.normalize import framing_for
-from harness.recording.redaction import (
-    REQUEST_HEADERS_KEPT,
-    RESPONSE_HEADERS_KEPT,
-    Redactor,
-)
-from harness.recording.store import RecordingStore
+from harness.recording.redaction import REQUEST_HEADERS_KEPT, RESPONSE_HEADERS_KEPT, Redactor
+from harness.recording.store import RecordingStore, new_record
 from harness.recording.streams import (
-    RecordingAsyncStream,
-    RecordingSyncStream,
-    ReplayAsyncStream,
-    ReplaySyncStream,
     StreamCapture,
     plain_response,
+    recording_stream,
+    replay_stream,
     stored_plain_response,
 )
 
 logger = logging.getLogger(__name__)
-
-RECORDING_MISS_HEADER = "X-Harness-Recording-Miss"
 
 
 @dataclass(frozen=True)
@@ -81,18 +70,20 @@ class _Core:
         self.settings = settings
         self.store = RecordingStore(settings.directory)
         self.redactor = Redactor(secrets)
+        self.usage = usage.UsageLog(settings.usage_log)
 
     # -- request side -------------------------------------------------------------------------
-    def prepare(self, request: httpx.Request, content: bytes) -> _Pending:
-        test_scope = current_scope()
+    def prepare(self, request: Any, content: bytes) -> _Pending:
+        attribution = current_attribution()
         body = self.redactor.value(parse_body(content))
         query = self.redactor.value(parse_query(request.url.query))
-        base = canonical_request(request.method, request.url.path, query, body, test_scope.test_id)
+        path = request.url.path
+        base = canonical_request(request.method, path, query, body, attribution.test_id)
         base_fp = fingerprint(base)
-        occurrence = 0 if test_scope.is_shared else OCCURRENCES.next(test_scope.invocation, base_fp)
+        occurrence = attribution.occurrence(base_fp)
         if occurrence:
             canonical = canonical_request(
-                request.method, request.url.path, query, body, test_scope.test_id, occurrence
+                request.method, path, query, body, attribution.test_id, occurrence
             )
             fp = fingerprint(canonical)
         else:
@@ -100,7 +91,7 @@ class _Core:
         return _Pending(
             canonical=canonical,
             fingerprint=fp,
-            path=self.store.path_for(test_scope.test_id, fp),
+            path=self.store.path_for(attribution.test_id, fp),
             headers=self.redactor.headers(request.headers, REQUEST_HEADERS_KEPT),
             started=time.monotonic(),
         )
@@ -111,37 +102,24 @@ class _Core:
             return None
         record = self.store.load_if_exists(pending.path)
         if record is not None:
-            self._log(usage.USED, self.store.relative(pending.path))
+            self.usage.append(usage.USED, self.store.relative(pending.path))
             return record
         if self.settings.mode is Mode.REPLAY:
-            self._log(usage.MISSED, pending.fingerprint, pending.canonical["test_id"])
+            self.usage.append(usage.MISSED, pending.fingerprint, pending.canonical["test_id"])
             raise ReplayMissError(
                 build_miss(self.store, pending.canonical, pending.fingerprint, pending.path)
             )
         return None
 
     # -- response side ------------------------------------------------------------------------
-    def response_headers(self, response: httpx.Response) -> dict[str, str]:
+    def response_headers(self, response: Any) -> dict[str, str]:
         return self.redactor.headers(response.headers, RESPONSE_HEADERS_KEPT)
 
     def record(self, pending: _Pending, response: dict[str, Any]) -> None:
-        record: dict[str, Any] = {
-            "fingerprint": pending.fingerprint,
-            "test_id": pending.canonical["test_id"],
-            "request": {
-                "method": pending.canonical["method"],
-                "path": pending.canonical["path"],
-                "query": pending.canonical["query"],
-                "headers": pending.headers,
-                "body": pending.canonical["body"],
-            },
-            "response": response,
-        }
-        if pending.canonical.get("occurrence"):
-            record["occurrence"] = pending.canonical["occurrence"]
+        record = new_record(pending.canonical, pending.fingerprint, pending.headers, response)
         path, changed = self.store.write(record)
         logger.debug("recorded %s (%s)", path, "written" if changed else "unchanged")
-        self._log(usage.RECORDED, self.store.relative(path))
+        self.usage.append(usage.RECORDED, self.store.relative(path))
 
     def plain_record(
         self, pending: _Pending, status: int, headers: dict[str, str], content: bytes
@@ -163,31 +141,38 @@ class _Core:
             label=str(pending.path),
         )
 
-    def _log(self, kind: str, *values: str) -> None:
-        if self.settings.usage_log is not None:
-            usage.append_usage(self.settings.usage_log, kind, *values)
+    def replay(self, stored: dict[str, Any], request: Any, *, is_async: bool) -> Any:
+        if "stream" not in stored:
+            return plain_response(stored, request)
+        chunks = stored["stream"]["chunks"]
+        return self.lib_response(
+            request,
+            stored["status"],
+            stored.get("headers", {}),
+            replay_stream(request, chunks, self.settings.pace, is_async=is_async),
+        )
+
+    @staticmethod
+    def lib_response(request: Any, status: int, headers: dict[str, str], stream: Any) -> Any:
+        return library_of(request).Response(status, headers=headers, stream=stream, request=request)
 
 
-class RecordingTransport(httpx.BaseTransport):
-    """A sync httpx transport that records/replays through an inner transport."""
+class RecordingTransport:
+    """A sync transport that records/replays through an inner transport of the same library."""
 
     def __init__(
-        self,
-        inner: httpx.BaseTransport,
-        settings: RecordingSettings,
-        *,
-        secrets: Iterable[str | None] = (),
+        self, inner: Any, settings: RecordingSettings, *, secrets: Iterable[str | None] = ()
     ) -> None:
         self.inner = inner
         self.settings = settings
         self._core = _Core(settings, secrets)
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: Any) -> Any:
         core = self._core
         pending = core.prepare(request, request.read())
         stored = core.replayable(pending)
         if stored is not None:
-            return self._replay(stored["response"], request)
+            return core.replay(stored["response"], request, is_async=False)
         upstream = self.inner.handle_request(request)
         headers = core.response_headers(upstream)
         framing = framing_for(upstream.headers.get("content-type"))
@@ -200,47 +185,29 @@ class RecordingTransport(httpx.BaseTransport):
             core.record(pending, response)
             return plain_response(response, request)
         capture = core.capture(pending, upstream.status_code, headers, framing)
-        return httpx.Response(
-            upstream.status_code,
-            headers=headers,
-            stream=RecordingSyncStream(upstream, capture),
-            request=request,
-        )
-
-    def _replay(self, stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
-        if "stream" not in stored:
-            return plain_response(stored, request)
-        return httpx.Response(
-            stored["status"],
-            headers=stored.get("headers", {}),
-            stream=ReplaySyncStream(stored["stream"]["chunks"], self.settings.pace),
-            request=request,
-        )
+        stream = recording_stream(upstream, capture, is_async=False)
+        return core.lib_response(request, upstream.status_code, headers, stream)
 
     def close(self) -> None:
         self.inner.close()
 
 
-class AsyncRecordingTransport(httpx.AsyncBaseTransport):
-    """An async httpx transport that records/replays through an inner transport."""
+class AsyncRecordingTransport:
+    """An async transport that records/replays through an inner transport of the same library."""
 
     def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        settings: RecordingSettings,
-        *,
-        secrets: Iterable[str | None] = (),
+        self, inner: Any, settings: RecordingSettings, *, secrets: Iterable[str | None] = ()
     ) -> None:
         self.inner = inner
         self.settings = settings
         self._core = _Core(settings, secrets)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: Any) -> Any:
         core = self._core
         pending = core.prepare(request, await request.aread())
         stored = core.replayable(pending)
         if stored is not None:
-            return self._replay(stored["response"], request)
+            return core.replay(stored["response"], request, is_async=True)
         upstream = await self.inner.handle_async_request(request)
         headers = core.response_headers(upstream)
         framing = framing_for(upstream.headers.get("content-type"))
@@ -253,46 +220,28 @@ class AsyncRecordingTransport(httpx.AsyncBaseTransport):
             core.record(pending, response)
             return plain_response(response, request)
         capture = core.capture(pending, upstream.status_code, headers, framing)
-        return httpx.Response(
-            upstream.status_code,
-            headers=headers,
-            stream=RecordingAsyncStream(upstream, capture),
-            request=request,
-        )
-
-    def _replay(self, stored: dict[str, Any], request: httpx.Request) -> httpx.Response:
-        if "stream" not in stored:
-            return plain_response(stored, request)
-        return httpx.Response(
-            stored["status"],
-            headers=stored.get("headers", {}),
-            stream=ReplayAsyncStream(stored["stream"]["chunks"], self.settings.pace),
-            request=request,
-        )
+        stream = recording_stream(upstream, capture, is_async=True)
+        return core.lib_response(request, upstream.status_code, headers, stream)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 def wrap_transport(
-    inner: httpx.BaseTransport,
-    settings: RecordingSettings | None,
-    *,
-    secrets: Iterable[str | None] = (),
-) -> httpx.BaseTransport:
-    """Wrap a sync transport for record/replay; ``inner`` itself when live or unset."""
+    inner: Any, settings: RecordingSettings | None, *, secrets: Iterable[str | None] = ()
+) -> Any:
+    """Wrap a sync httpx/httpx2 transport for record/replay; ``inner`` itself when live or unset."""
     if settings is None or settings.mode is Mode.LIVE:
         return inner
-    return RecordingTransport(inner, settings, secrets=secrets)
+    cls = bind(RecordingTransport, "BaseTransport", library_of(inner))
+    return cls(inner, settings, secrets=secrets)
 
 
 def wrap_async_transport(
-    inner: httpx.AsyncBaseTransport,
-    settings: RecordingSettings | None,
-    *,
-    secrets: Iterable[str | None] = (),
-) -> httpx.AsyncBaseTransport:
-    """Wrap an async transport for record/replay; ``inner`` itself when live or unset."""
+    inner: Any, settings: RecordingSettings | None, *, secrets: Iterable[str | None] = ()
+) -> Any:
+    """Wrap an async httpx/httpx2 transport for record/replay; ``inner`` itself when live/unset."""
     if settings is None or settings.mode is Mode.LIVE:
         return inner
-    return AsyncRecordingTransport(inner, settings, secrets=secrets)
+    cls = bind(AsyncRecordingTransport, "AsyncBaseTransport", library_of(inner))
+    return cls(inner, settings, secrets=secrets)

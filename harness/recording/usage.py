@@ -30,14 +30,29 @@ RECORDED = "recorded"
 MISSED = "missed"
 
 
-def append_usage(log: Path, kind: str, *values: str) -> None:
-    line = " ".join((kind, *(v.replace("\n", " ") for v in values))) + "\n"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode("utf-8"))
-    finally:
-        os.close(fd)
+class UsageLog:
+    """Appends usage lines for one recordings directory; a no-op without a log path.
+
+    The log's directory belongs to the pytest session that asked for it. Once that session has
+    ended and removed it, a server that outlives the session (shared with another one) has
+    nobody to report to, so its lines are dropped rather than recreating the directory.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def append(self, kind: str, *values: str) -> None:
+        if self.path is None:
+            return
+        line = " ".join((kind, *(v.replace("\n", " ") for v in values))) + "\n"
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
 
 
 @dataclass

@@ -21,10 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from harness.recording.context import TestScopeMiddleware
-from harness.recording.errors import ReplayMissError
+from harness.recording.context import AttributionMiddleware
+from harness.recording.errors import RECORDING_MISS_HEADER, ReplayMissError
 from harness.recording.modes import RecordingSettings
-from harness.recording.transport import RECORDING_MISS_HEADER
 from harness.stack import api_inference, api_prompts, api_server
 from harness.stack.config import RunConfig, StackConfigError
 from harness.stack.errors import (
@@ -185,7 +184,7 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers())
     app.state.stack = stack
-    app.add_middleware(TestScopeMiddleware)
+    app.add_middleware(AttributionMiddleware)
     return app
 
 

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from harness.recording import cli
-from harness.recording.context import scope
 from harness.recording.errors import RecordingError
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.transport import wrap_transport
 from harness.recording.usage import write_last_run
+from tests.support.recording import in_test
 
 TEST_A = "tests/integration/test_a.py::test_one"
 TEST_B = "tests/integration/test_b.py::test_two"
@@ -33,7 +33,7 @@ def record(directory: Path, test_id: str, path: str, body: dict | None = None) -
 
     settings = RecordingSettings(mode=Mode.RECORD, directory=directory)
     with (
-        scope(test_id),
+        in_test(test_id),
         httpx.Client(
             base_url="http://provider",
             transport=wrap_transport(httpx.MockTransport(answer), settings),

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from harness.recording.context import scope
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.store import RecordingStore
 from harness.recording.transport import wrap_transport
+from tests.support.recording import in_test
 
 TEST_ID = "tests/integration/test_concurrent.py::test_many"
 REQUESTS = 20
@@ -34,7 +34,7 @@ def write_all(directory: Path, writer: str) -> None:
     with httpx.Client(base_url="http://provider", transport=transport) as http:
         for _ in range(ROUNDS):
             for n in range(REQUESTS):
-                with scope(TEST_ID):
+                with in_test(TEST_ID):
                     http.post("/v1/chat/completions", json={"n": n})
 
 

@@ -14,17 +14,16 @@ import pytest
 from harness.recording import context
 from harness.recording.context import (
     INVOCATION_HEADER,
-    SHARED_SCOPE,
+    SHARED,
     TEST_ID_HEADER,
-    TestScope,
-    TestScopeMiddleware,
-    current_scope,
-    scope,
-    scope_headers,
+    Attribution,
+    AttributionMiddleware,
+    attributed,
+    attribution_headers,
+    current_attribution,
 )
 from harness.recording.errors import RecordingError
 from harness.recording.fingerprint import (
-    OccurrenceCounter,
     canonical_json,
     canonical_request,
     fingerprint,
@@ -138,41 +137,63 @@ def test_query_and_body_parsing() -> None:
     assert parse_body(b"plain text") == "plain text"
 
 
+def _request(test_id: bytes, invocation: bytes) -> dict:
+    headers = [(b"x-harness-test-id", test_id), (b"x-harness-test-invocation", invocation)]
+    return {"type": "http", "headers": headers}
+
+
 def test_occurrence_counter_counts_per_invocation() -> None:
-    counter = OccurrenceCounter(max_invocations=2)
-    assert [counter.next("a", "fp"), counter.next("a", "fp"), counter.next("b", "fp")] == [0, 1, 0]
-    counter.next("c", "fp")  # evicts "a", the oldest
-    assert counter.next("a", "fp") == 0
+    counts: list[int] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        counts.append(current_attribution().occurrence("fp"))
+
+    middleware = AttributionMiddleware(app)
+    limited = AttributionMiddleware(app, max_invocations=2)
+
+    async def run() -> None:
+        for invocation in (b"a", b"a", b"b"):
+            await middleware(_request(b"t.py::x", invocation), None, None)
+        await limited(_request(b"t.py::x", b"a"), None, None)
+        await limited(_request(b"t.py::x", b"b"), None, None)
+        await limited(_request(b"t.py::x", b"c"), None, None)  # forgets "a", the oldest
+        await limited(_request(b"t.py::x", b"a"), None, None)
+
+    asyncio.run(run())
+    assert counts[:3] == [0, 1, 0]
+    assert counts[-1] == 0
 
 
 def test_scope_sets_and_restores_the_current_test() -> None:
-    assert current_scope() == SHARED_SCOPE
-    with scope("t.py::a", "inv") as active:
-        assert current_scope() == active == TestScope("t.py::a", "inv")
-        with scope("t.py::b") as inner:
-            assert current_scope().test_id == "t.py::b" and inner.invocation
-        assert current_scope() == active
-    assert current_scope() == SHARED_SCOPE
-    assert scope_headers("t.py::a", "inv") == {TEST_ID_HEADER: "t.py::a", INVOCATION_HEADER: "inv"}
+    assert current_attribution() == SHARED
+    with attributed(Attribution("t.py::a", "inv")) as active:
+        assert current_attribution() == active == Attribution("t.py::a", "inv")
+        with attributed(Attribution("t.py::b", "inv-2")) as inner:
+            assert current_attribution().test_id == "t.py::b" and inner.invocation
+        assert current_attribution() == active
+    assert current_attribution() == SHARED
+    assert attribution_headers("t.py::a", "inv") == {
+        TEST_ID_HEADER: "t.py::a",
+        INVOCATION_HEADER: "inv",
+    }
 
 
 def test_middleware_sets_scope_from_headers_per_request() -> None:
-    seen: list[TestScope] = []
+    seen: list[Attribution] = []
 
     async def app(scope_: dict, receive: object, send: object) -> None:
-        seen.append(context.current_scope())
+        seen.append(context.current_attribution())
 
-    middleware = TestScopeMiddleware(app)
-    headers = [(b"x-harness-test-id", b"t.py::a"), (b"x-harness-test-invocation", b"inv-1")]
+    middleware = AttributionMiddleware(app)
 
     async def run() -> None:
-        await middleware({"type": "http", "headers": headers}, None, None)
+        await middleware(_request(b"t.py::a", b"inv-1"), None, None)
         await middleware({"type": "http", "headers": []}, None, None)
         await middleware({"type": "lifespan"}, None, None)
 
     asyncio.run(run())
-    assert seen == [TestScope("t.py::a", "inv-1"), SHARED_SCOPE, SHARED_SCOPE]
-    assert current_scope() == SHARED_SCOPE
+    assert seen == [Attribution("t.py::a", "inv-1"), SHARED, SHARED]
+    assert current_attribution() == SHARED
 
 
 def test_redactor_drops_credential_headers_and_replaces_secrets() -> None:

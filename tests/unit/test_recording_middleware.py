@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from harness.recording.context import TestScopeMiddleware, scope_headers
+from harness.recording.context import AttributionMiddleware, attribution_headers
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.transport import wrap_async_transport
 from tests.fakes.provider import FakeProvider
@@ -48,7 +48,7 @@ def make_app(provider_url: str, settings: RecordingSettings) -> FastAPI:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    app.add_middleware(TestScopeMiddleware)
+    app.add_middleware(AttributionMiddleware)
     return app
 
 
@@ -68,7 +68,7 @@ def test_headers_file_provider_traffic_under_the_test_and_replay_through_the_app
         recorded = asyncio.run(
             call(
                 make_app(fake.base_url, RecordingSettings(Mode.RECORD, directory)),
-                scope_headers(TEST_ID, "first-run"),
+                attribution_headers(TEST_ID, "first-run"),
             )
         )
         provider_url = fake.base_url
@@ -80,7 +80,7 @@ def test_headers_file_provider_traffic_under_the_test_and_replay_through_the_app
     replayed = asyncio.run(
         call(
             make_app(provider_url, RecordingSettings(Mode.REPLAY, directory)),
-            scope_headers(TEST_ID, "second-run"),
+            attribution_headers(TEST_ID, "second-run"),
         )
     )
     assert replayed == recorded

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.recording.context import scope
 from harness.recording.errors import RecordingError, ReplayMissError
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import Mode, RecordingSettings
@@ -26,6 +25,7 @@ from harness.recording.transport import (
 )
 from harness.recording.usage import read_usage
 from tests.fakes.provider import FakeProvider
+from tests.support.recording import in_test
 
 TEST_ID = "tests/integration/inference/test_chat.py::test_hello[llama]"
 MODEL = "llama3.2:3b"
@@ -86,7 +86,7 @@ def exchange(http: httpx.Client) -> dict[str, object]:
 def test_record_then_replay_with_provider_stopped_gives_identical_responses(
     tmp_path: Path,
 ) -> None:
-    with FakeProvider() as fake, scope(TEST_ID):
+    with FakeProvider() as fake, in_test(TEST_ID):
         recorded = exchange(
             client(
                 fake.base_url,
@@ -95,7 +95,7 @@ def test_record_then_replay_with_provider_stopped_gives_identical_responses(
         )
         upstream_calls = len(fake.requests)
     inner = ExplodingTransport()
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         replayed = exchange(
             client("http://127.0.0.1:9", wrap_transport(inner, settings(tmp_path, Mode.REPLAY)))
         )
@@ -111,7 +111,7 @@ def test_record_then_replay_with_provider_stopped_gives_identical_responses(
 
 
 def test_recording_file_has_the_documented_shape(tmp_path: Path, fake: FakeProvider) -> None:
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             fake.base_url, wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD))
         )
@@ -139,13 +139,13 @@ def test_recording_file_has_the_documented_shape(tmp_path: Path, fake: FakeProvi
 def test_replay_miss_names_nearest_recording_and_never_calls_provider(
     tmp_path: Path, fake: FakeProvider
 ) -> None:
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         client(
             fake.base_url, wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD))
         ).post("/v1/chat/completions", json=CHAT)
     inner = ExplodingTransport()
     changed = {**CHAT, "messages": [{"role": "user", "content": "hello again"}]}
-    with scope(TEST_ID), pytest.raises(ReplayMissError) as caught:
+    with in_test(TEST_ID), pytest.raises(ReplayMissError) as caught:
         client(fake.base_url, wrap_transport(inner, settings(tmp_path, Mode.REPLAY))).post(
             "/v1/chat/completions", json=changed
         )
@@ -168,7 +168,7 @@ def test_replay_miss_names_nearest_recording_and_never_calls_provider(
 
 
 def test_replay_miss_without_any_recording_says_so(tmp_path: Path) -> None:
-    with scope(TEST_ID), pytest.raises(ReplayMissError) as caught:
+    with in_test(TEST_ID), pytest.raises(ReplayMissError) as caught:
         client(
             "http://127.0.0.1:9",
             wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY)),
@@ -181,12 +181,12 @@ def test_record_if_missing_replays_existing_and_records_new(
     tmp_path: Path, fake: FakeProvider
 ) -> None:
     record_if_missing = settings(tmp_path, Mode.RECORD_IF_MISSING)
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         first = client(fake.base_url, wrap_transport(httpx.HTTPTransport(), record_if_missing))
         first.post("/v1/chat/completions", json=CHAT)
     assert len(fake.requests) == 1
     other = {**CHAT, "messages": [{"role": "user", "content": "something new"}]}
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         again = client(fake.base_url, wrap_transport(httpx.HTTPTransport(), record_if_missing))
         replayed = again.post("/v1/chat/completions", json=CHAT)
         new = again.post("/v1/chat/completions", json=other)
@@ -202,7 +202,7 @@ def test_record_if_missing_replays_existing_and_records_new(
 def test_record_mode_always_calls_provider(tmp_path: Path, fake: FakeProvider) -> None:
     record = settings(tmp_path, Mode.RECORD)
     for _ in range(2):
-        with scope(TEST_ID):
+        with in_test(TEST_ID):
             client(fake.base_url, wrap_transport(httpx.HTTPTransport(), record)).post(
                 "/v1/chat/completions", json=CHAT
             )
@@ -216,13 +216,13 @@ def test_same_request_twice_replays_answers_in_recorded_order(tmp_path: Path) ->
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"answer": next(answers)})
 
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             "http://provider",
             wrap_transport(httpx.MockTransport(handler), settings(tmp_path, Mode.RECORD)),
         )
         recorded = [http.get("/v1/thing").json()["answer"] for _ in range(2)]
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             "http://provider", wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY))
         )
@@ -236,7 +236,7 @@ def test_same_request_twice_replays_answers_in_recorded_order(tmp_path: Path) ->
 
 
 def test_a_third_identical_request_is_a_miss_pointing_at_the_occurrence(tmp_path: Path) -> None:
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         client(
             "http://provider",
             wrap_transport(
@@ -244,7 +244,7 @@ def test_a_third_identical_request_is_a_miss_pointing_at_the_occurrence(tmp_path
                 settings(tmp_path, Mode.RECORD),
             ),
         ).get("/v1/thing")
-    with scope(TEST_ID), pytest.raises(ReplayMissError) as caught:
+    with in_test(TEST_ID), pytest.raises(ReplayMissError) as caught:
         http = client(
             "http://provider", wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY))
         )
@@ -271,7 +271,7 @@ def test_shared_scope_goes_to_shared_directory_and_repeats_freely(
 
 def test_unchanged_re_record_leaves_file_byte_identical(tmp_path: Path, fake: FakeProvider) -> None:
     def record() -> dict[Path, bytes]:
-        with scope(TEST_ID):
+        with in_test(TEST_ID):
             http = client(
                 fake.base_url,
                 wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD)),
@@ -293,7 +293,7 @@ def test_unchanged_re_record_leaves_file_byte_identical(tmp_path: Path, fake: Fa
 
 
 def test_recorded_ids_and_timestamps_are_normalised(tmp_path: Path, fake: FakeProvider) -> None:
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             fake.base_url, wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD))
         )
@@ -307,7 +307,7 @@ def test_recorded_ids_and_timestamps_are_normalised(tmp_path: Path, fake: FakePr
 
 def test_secrets_never_reach_disk(tmp_path: Path) -> None:
     key = "sk-test-0123456789abcdefghijklmnop"
-    with FakeProvider(api_key=key) as fake, scope(TEST_ID):
+    with FakeProvider(api_key=key) as fake, in_test(TEST_ID):
         http = httpx.Client(
             base_url=fake.base_url,
             headers={"Authorization": f"Bearer {key}", "x-api-key": key, "Cookie": "s=1"},
@@ -329,7 +329,7 @@ def test_secrets_never_reach_disk(tmp_path: Path) -> None:
         assert "cookie" not in text.lower()
     assert any("<redacted>" in p.read_text() for p in files)
     # The redacted request still replays: the fingerprint is computed after redaction.
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         replay = client(
             "http://127.0.0.1:9",
             wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY), secrets=[key]),
@@ -372,7 +372,7 @@ class GatedStream:
 def test_record_passes_each_stream_chunk_through_as_it_arrives(tmp_path: Path) -> None:
     gated = GatedStream()
     try:
-        with scope(TEST_ID):
+        with in_test(TEST_ID):
             http = client(
                 gated.base_url,
                 wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD)),
@@ -395,7 +395,7 @@ def test_record_passes_each_stream_chunk_through_as_it_arrives(tmp_path: Path) -
 
 
 def test_stream_closed_early_is_still_recorded_complete(tmp_path: Path, fake: FakeProvider) -> None:
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             fake.base_url, wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD))
         )
@@ -408,7 +408,7 @@ def test_stream_closed_early_is_still_recorded_complete(tmp_path: Path, fake: Fa
 
 def test_replay_at_recorded_pace_keeps_chunk_order_and_spacing(tmp_path: Path) -> None:
     store = RecordingStore(tmp_path / "recordings")
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             "http://p",
             wrap_transport(
@@ -428,7 +428,7 @@ def test_replay_at_recorded_pace_keeps_chunk_order_and_spacing(tmp_path: Path) -
     record["response"]["stream"]["chunks"][1]["at"] = 0.2
     path.write_text(json.dumps(record))
     paced = settings(tmp_path, Mode.REPLAY, pace=1.0)
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client("http://p", wrap_transport(ExplodingTransport(), paced))
         with http.stream("POST", "/v1/x", json={}) as response:
             chunks = response.iter_raw()
@@ -442,12 +442,12 @@ def test_replay_at_recorded_pace_keeps_chunk_order_and_spacing(tmp_path: Path) -
 
 def test_usage_log_lists_used_recorded_and_missed(tmp_path: Path, fake: FakeProvider) -> None:
     log = tmp_path / "usage.log"
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         client(
             fake.base_url,
             wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD, usage_log=log)),
         ).post("/v1/chat/completions", json=CHAT)
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         http = client(
             fake.base_url,
             wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY, usage_log=log)),
@@ -464,7 +464,7 @@ def test_usage_log_lists_used_recorded_and_missed(tmp_path: Path, fake: FakeProv
 
 
 def test_malformed_recording_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         client(
             "http://p",
             wrap_transport(
@@ -474,7 +474,7 @@ def test_malformed_recording_is_an_error_naming_the_file(tmp_path: Path) -> None
         ).get("/v1/x")
     (path,) = (tmp_path / "recordings").rglob("*.json")
     path.write_text('{"fingerprint": 1}')
-    with scope(TEST_ID), pytest.raises(RecordingError) as caught:
+    with in_test(TEST_ID), pytest.raises(RecordingError) as caught:
         client(
             "http://p", wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY))
         ).get("/v1/x")
@@ -505,7 +505,7 @@ def test_async_transport_records_and_replays_streams(tmp_path: Path) -> None:
                 chunks = [chunk async for chunk in response.aiter_raw()]
         return plain, chunks
 
-    with FakeProvider() as fake, scope(TEST_ID):
+    with FakeProvider() as fake, in_test(TEST_ID):
         recorded = asyncio.run(
             run(
                 fake.base_url,
@@ -513,7 +513,7 @@ def test_async_transport_records_and_replays_streams(tmp_path: Path) -> None:
             )
         )
     inner = AsyncExplodingTransport()
-    with scope(TEST_ID):
+    with in_test(TEST_ID):
         replayed = asyncio.run(
             run("http://127.0.0.1:9", wrap_async_transport(inner, settings(tmp_path, Mode.REPLAY)))
         )
@@ -528,7 +528,7 @@ def test_async_replay_miss_raises_from_the_transport(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url="http://p", transport=transport) as http:
             await http.get("/v1/models")
 
-    with scope(TEST_ID), pytest.raises(ReplayMissError):
+    with in_test(TEST_ID), pytest.raises(ReplayMissError):
         asyncio.run(run())
 
 
@@ -552,7 +552,7 @@ def test_stream_cut_by_provider_while_draining_records_nothing(tmp_path: Path) -
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with scope(TEST_ID):
+        with in_test(TEST_ID):
             http = client(
                 f"http://127.0.0.1:{server.server_port}",
                 wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD)),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
+from harness.recording.errors import RECORDING_MISS_HEADER
 from harness.recording.modes import Mode, RecordingSettings
-from harness.recording.transport import RECORDING_MISS_HEADER
 from harness.stack.app import create_app
 from harness.stack.config import StackConfigError, load_run_config
 from tests.fakes.provider import FakeProvider
-from tests.unit.stack_support import provider_entry, stack_client, write_run_config
+from tests.support.stack import provider_entry, stack_client, write_run_config
 
 USER = [{"role": "user", "content": "hi"}]
 
