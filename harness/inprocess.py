@@ -7,8 +7,8 @@ request is submitted to that loop and the response body flows back chunk by chun
 queue as the app sends it. `httpx.ASGITransport` (async only) and Starlette's `TestClient`
 would buffer a streamed body until the app finished, which hides streaming behaviour.
 
-Two transports share one core: `httpx` (the `http_client` fixture) and `httpx2` (what the
-openai 3.x SDK accepts as `http_client`).
+One transport serves both `httpx` (the `http_client` fixture) and `httpx2` (what the openai
+3.x SDK accepts as `http_client`), bound to each by `harness.recording.httplibs`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from typing import Any
 
-import httpx
-import httpx2
+from harness.recording.httplibs import bind
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +39,6 @@ class _Exchange:
         self.loop = loop
         self.messages: queue.Queue[Any] = queue.Queue()
         self.disconnected = asyncio.Event()  # only touched on the loop
-        self.future: Future[None] | None = None
 
     def disconnect(self) -> None:
         """The client closed the response: let the app see `http.disconnect`."""
@@ -91,12 +88,6 @@ class InProcessStack:
             except Exception:
                 logger.exception("the in-process stack did not shut down cleanly")
         self._stop_loop()
-
-    def __enter__(self) -> InProcessStack:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -163,9 +154,7 @@ class InProcessStack:
             "client": ("127.0.0.1", 50000),
             "state": dict(self._state),
         }
-        exchange.future = asyncio.run_coroutine_threadsafe(
-            self._serve(scope, body, exchange), self._loop
-        )
+        asyncio.run_coroutine_threadsafe(self._serve(scope, body, exchange), self._loop)
         return exchange
 
     async def _serve(self, scope: dict[str, Any], body: bytes, exchange: _Exchange) -> None:
@@ -208,13 +197,9 @@ class InProcessStack:
             exchange.messages.put(_END)
             exchange.disconnected.set()
 
-    def transport(self) -> InProcessTransport:
-        """A sync `httpx` transport into the app."""
-        return InProcessTransport(self)
-
-    def transport2(self) -> InProcessTransport2:
-        """A sync `httpx2` transport into the app (for the openai SDK)."""
-        return InProcessTransport2(self)
+    def transport(self, lib: Any) -> Any:
+        """A sync transport of `lib` (httpx, or httpx2 for the openai SDK) into the app."""
+        return bind(_InProcessTransportMixin, "BaseTransport", lib)(self)
 
 
 def _wait_start(exchange: _Exchange, timeout: float | None) -> tuple[int, list[Any]]:
@@ -246,59 +231,48 @@ def _read_timeout(request: Any) -> float | None:
     return (request.extensions.get("timeout") or {}).get("read")
 
 
-class _ChunkStream:
+class _ChunkStreamMixin:
     """Yields the body as the app sends it; closing early tells the app the client left."""
 
-    def __init__(self, exchange: _Exchange, timeout: float | None, timeout_error: Any) -> None:
+    lib: Any
+
+    def __init__(self, exchange: _Exchange, timeout: float | None, request: Any) -> None:
         self._exchange = exchange
         self._timeout = timeout
-        self._timeout_error = timeout_error
+        self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from _body_chunks(self._exchange, self._timeout)
         except queue.Empty:
-            raise self._timeout_error(
-                f"the in-process stack sent no data for {self._timeout} s"
+            raise self.lib.ReadTimeout(
+                f"the in-process stack sent no data for {self._timeout} s", request=self._request
             ) from None
 
     def close(self) -> None:
         self._exchange.disconnect()
 
 
-class _HttpxChunkStream(_ChunkStream, httpx.SyncByteStream):
-    pass
+class _InProcessTransportMixin:
+    """A sync transport into the in-process app; bound to httpx and httpx2 by `transport`."""
 
+    lib: Any
 
-class _Httpx2ChunkStream(_ChunkStream, httpx2.SyncByteStream):
-    pass
-
-
-def _handle(stack: InProcessStack, request: Any, module: Any, stream_cls: type) -> Any:
-    timeout = _read_timeout(request)
-    exchange = stack.submit(request.method, request.url, list(request.headers.raw), request.read())
-    try:
-        status, headers = _wait_start(exchange, timeout)
-    except queue.Empty:
-        exchange.disconnect()
-        raise module.ReadTimeout(
-            f"the in-process stack did not answer within {timeout} s", request=request
-        ) from None
-    stream = stream_cls(exchange, timeout, lambda msg: module.ReadTimeout(msg, request=request))
-    return module.Response(status, headers=headers, stream=stream, request=request)
-
-
-class InProcessTransport(httpx.BaseTransport):
     def __init__(self, stack: InProcessStack) -> None:
         self.stack = stack
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return _handle(self.stack, request, httpx, _HttpxChunkStream)
-
-
-class InProcessTransport2(httpx2.BaseTransport):
-    def __init__(self, stack: InProcessStack) -> None:
-        self.stack = stack
-
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        return _handle(self.stack, request, httpx2, _Httpx2ChunkStream)
+    def handle_request(self, request: Any) -> Any:
+        lib = self.lib
+        timeout = _read_timeout(request)
+        exchange = self.stack.submit(
+            request.method, request.url, list(request.headers.raw), request.read()
+        )
+        try:
+            status, headers = _wait_start(exchange, timeout)
+        except queue.Empty:
+            exchange.disconnect()
+            raise lib.ReadTimeout(
+                f"the in-process stack did not answer within {timeout} s", request=request
+            ) from None
+        stream = bind(_ChunkStreamMixin, "SyncByteStream", lib)(exchange, timeout, request)
+        return lib.Response(status, headers=headers, stream=stream, request=request)

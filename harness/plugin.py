@@ -1,59 +1,47 @@
-"""The pytest plugin: `--stack-config` and friends, the stack's lifecycle, and client fixtures.
+"""The pytest plugin: `--stack-config` and friends, and the fixtures tests use.
 
-Hooks and fixtures only. Option resolution and reporting helpers live in `session`, parsing
-in `stack_config`, processes and ports in `server`, the in-process transport in `inprocess`,
-provider defaults in `setups`, and everything about recordings in `harness.recording`.
-Heavy imports (httpx, openai, the stack's app) happen only when a test asks for a stack, so
-the plugin costs nothing in sessions that do not use it.
+Hooks and fixtures only. Options are resolved once into a frozen value (`options`), the stack
+is started, reused or adopted by one entry point (`lifecycle`), misses and the summary are
+rendered by `reporting`; parsing lives in `targets`, processes in `server`, in-process serving
+in `inprocess`, and everything about recordings in `harness.recording`. Heavy imports (httpx,
+openai, the stack's app) happen only when a test asks for a stack.
 
-Under pytest-xdist the controller owns a server it starts (before the workers exist) and hands
-its URL, the usage log and the work directory to the workers; library mode runs one in-process
-stack per worker.
+Under pytest-xdist the controller holds a server it starts (before the workers exist) and hands
+its URL, the usage log and the scratch directory to the workers; library mode runs one
+in-process stack per worker.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import sys
-import threading
+import shutil
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
 
-from harness import setups
-from harness.recording.context import scope_headers
+from harness import options as harness_options
+from harness import reporting, setups
+from harness.lifecycle import StackHandle, StackLifecycle, StackStartError
+from harness.options import STACK_CONFIG_ENV, WORKER_KEY, HarnessOptions
+from harness.recording.context import attribution_headers
 from harness.recording.errors import RecordingError
-from harness.recording.modes import MODE_ENV, Mode
-from harness.session import (
-    RECORDING_DIR_ENV,
-    STACK_CONFIG_ENV,
-    WORKER_KEY,
-    Harness,
-    StackHandle,
-    UrlCassette,
-    build_harness,
-    chained_miss,
-    complete_replay,
-    load_run_config_for,
-    miss_text,
-)
+from harness.recording.modes import DIR_ENV, MODE_ENV, Mode
 from harness.stack.config import StackConfigError
-from harness.stack_config import ServerTarget, StackTarget, UrlTarget
+from harness.targets import ServerTarget, StackTarget, UrlTarget
 
-MISS_HEADER = "X-Harness-Recording-Miss"  # harness.recording.transport.RECORDING_MISS_HEADER
 CLIENT_TIMEOUT = 120.0
 SKIP_MESSAGE = (
     "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
     f"set {STACK_CONFIG_ENV}, or set stack_config in the pytest ini options"
 )
 
-_MISSES = pytest.StashKey[list]()
-_CASSETTE = pytest.StashKey["UrlCassette"]()
-_HARNESS = pytest.StashKey[Harness]()
+_OPTIONS = pytest.StashKey[HarnessOptions]()
+_LIFECYCLE = pytest.StashKey[StackLifecycle]()
+_COLLECTION = pytest.StashKey[reporting.Collection]()
+_MISSES = pytest.StashKey[reporting.MissCollector]()
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -80,7 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--recordings-dir",
         "recordings_dir",
-        f"recordings directory (also ${RECORDING_DIR_ENV}; default <rootdir>/recordings)",
+        f"recordings directory (also ${DIR_ENV}; default <rootdir>/recordings)",
     )
     group.addoption(
         "--env",
@@ -107,157 +95,82 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.hookimpl(trylast=True)  # after the cache provider: the work dir lives in its cache
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        harness = build_harness(config)
+        options = harness_options.resolve(config)
     except (StackConfigError, RecordingError, setups.SetupError) as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[_HARNESS] = harness
-    if hasattr(config, "workerinput"):
-        harness.base_url = config.workerinput[WORKER_KEY]["base_url"]
-        harness.owns_usage_log = False
+    lifecycle = StackLifecycle(options, partial(reporting.announce, config))
+    if hasattr(config, "workerinput") and isinstance(options.target, ServerTarget):
+        lifecycle.adopt(config.workerinput[WORKER_KEY]["base_url"])
+    config.stash[_OPTIONS] = options
+    config.stash[_LIFECYCLE] = lifecycle
+    config.stash[_COLLECTION] = reporting.Collection()
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    harness = config.stash.get(_HARNESS, None)
-    if harness is None or harness.target is None:
+    options = config.stash.get(_OPTIONS, None)
+    if options is None or options.target is None:
         return None
     return (
-        f"stack-harness: {harness.target.describe()}, mode {harness.settings.mode}, "
-        f"setup {harness.setup.name}, recordings {harness.settings.directory}"
+        f"stack-harness: {options.target.describe()}, mode {options.mode}, "
+        f"setup {options.setup.name}, recordings {options.recording.directory}"
     )
 
 
-# -- the stack's lifecycle --------------------------------------------------------------------
-
-
-def _acquire_server(config: pytest.Config, harness: Harness) -> None:
-    """Start or reuse the server; a failure ends the session with the reason."""
-    target = harness.target
-    assert isinstance(target, ServerTarget)
-    settings = harness.settings
-    env = {**harness.stack_env, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    from harness import server as stack_server  # filelock & co. only when a server is used
-
-    spec = stack_server.ServerSpec(
-        command=[sys.executable, "-m", "harness.cli", "stack", "run", target.config]
-        + ["--port", str(target.port)],
-        port=target.port,
-        env=env,
-        log_path=harness.work_dir / f"stack-server-{target.port}.log",
-        startup_timeout=harness.startup_timeout,
-        signature={"config": target.config, "mode": str(settings.mode)}
-        | {"recordings": str(settings.directory)},
-    )
-    _trap_sigterm()
+def _stack(config: pytest.Config) -> StackHandle:
+    """The session's stack; a failure to start it ends the session with the reason."""
     try:
-        harness.lease = stack_server.acquire(spec)
-    except stack_server.StackServerError as exc:
+        return config.stash[_LIFECYCLE].stack()
+    except StackStartError as exc:
         pytest.exit(f"stack-harness: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
-    lease = harness.lease
-    harness.base_url = lease.base_url
-    harness.owns_usage_log = lease.origin == stack_server.ORIGIN_STARTED
-    harness.origin = {
-        stack_server.ORIGIN_STARTED: f"started the stack server (pid {lease.pid}) on port "
-        f"{lease.port}; log: {lease.log_path}",
-        stack_server.ORIGIN_SHARED: f"sharing the stack server (pid {lease.pid}) on port "
-        f"{lease.port} started by another test session",
-        stack_server.ORIGIN_EXTERNAL: f"reusing the stack already running on port {lease.port} "
-        "(left running; its recording settings are the ones it was started with)",
-    }[lease.origin]
-    _announce(config, harness.origin)
 
 
-def _announce(config: pytest.Config, message: str) -> None:
-    """Write a line to the terminal now, even from inside a fixture with capture on."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
-        return
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        reporter.ensure_newline()
-        reporter.write_line(f"stack-harness: {message}")
-
-
-def _trap_sigterm() -> None:
-    """A SIGTERM to pytest unwinds like Ctrl-C, so the server we hold is stopped, not orphaned."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-
-        def interrupt(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, interrupt)
-
-
-def _is_xdist_controller(config: pytest.Config) -> bool:
-    return config.pluginmanager.has_plugin("dsession")
+def _server_wanted_now(config: pytest.Config) -> bool:
+    options = config.stash.get(_OPTIONS, None)
+    return (
+        options is not None
+        and isinstance(options.target, ServerTarget)
+        and not hasattr(config, "workerinput")
+        and not config.option.collectonly
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    harness = session.config.stash.get(_HARNESS, None)
-    if harness is None or not isinstance(harness.target, ServerTarget):
-        return
-    if _is_xdist_controller(session.config) and not session.config.option.collectonly:
-        _acquire_server(session.config, harness)  # before the workers start
+    # An xdist controller starts the server before its workers exist, to share it with them.
+    if _server_wanted_now(session.config) and session.config.pluginmanager.has_plugin("dsession"):
+        _stack(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    harness = node.config.stash[_HARNESS]
+    options = node.config.stash[_OPTIONS]
     node.workerinput[WORKER_KEY] = {
-        "base_url": harness.base_url,
-        "work_dir": str(harness.work_dir),
-        "usage_log": str(harness.settings.usage_log),
+        "base_url": node.config.stash[_LIFECYCLE].base_url,
+        "work_dir": str(options.work_dir),
+        "usage_log": str(options.recording.usage_log),
     }
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    harness = config.stash.get(_HARNESS, None)
-    if harness is not None and harness.lease is not None:
-        harness.lease.release()
-        harness.lease = None
+    lifecycle = config.stash.get(_LIFECYCLE, None)
+    if lifecycle is not None:
+        lifecycle.close()
+    options = config.stash.get(_OPTIONS, None)
+    if options is not None and options.owns_work_dir and options.work_dir is not None:
+        shutil.rmtree(options.work_dir, ignore_errors=True)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def _harness_stack(pytestconfig: pytest.Config) -> Any:
-    harness = pytestconfig.stash[_HARNESS]
-    target = harness.target
-    if target is None:
+def _harness_stack(pytestconfig: pytest.Config) -> StackHandle:
+    if pytestconfig.stash[_OPTIONS].target is None:
         pytest.skip(SKIP_MESSAGE)
-    if isinstance(target, UrlTarget):
-        stack = StackHandle(base_url=target.url)
-    elif isinstance(target, ServerTarget):
-        if harness.base_url is None:
-            _acquire_server(pytestconfig, harness)
-        stack = StackHandle(base_url=harness.base_url)
-    else:
-        stack = StackHandle(base_url="", inprocess=_start_inprocess(harness))
-        stack.base_url = stack.inprocess.base_url
-    yield stack
-    stack.close()
-    if stack.inprocess is not None:
-        stack.inprocess.stop()
-
-
-def _start_inprocess(harness: Harness) -> Any:
-    from harness.inprocess import InProcessStack
-    from harness.stack.app import create_app
-
-    try:
-        app = create_app(harness.run_config, recording=harness.settings)
-        return InProcessStack(app).start(timeout=harness.startup_timeout)
-    except Exception as exc:
-        pytest.exit(
-            f"stack-harness: the in-process stack failed to start: {exc}",
-            returncode=pytest.ExitCode.INTERNAL_ERROR,
-        )
-
-
-# -- per test ---------------------------------------------------------------------------------
+    return _stack(pytestconfig)
 
 
 @dataclass(frozen=True)
@@ -268,25 +181,15 @@ class _TestClientConfig:
 
 @pytest.fixture
 def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -> Any:
-    """The test's scope headers and miss collector; in URL mode, its client-layer cassette."""
-    harness = request.config.stash[_HARNESS]
-    misses = request.node.stash.setdefault(_MISSES, [])
+    """The test's attribution headers and miss collector; in URL mode, its cassette."""
+    options = request.config.stash[_OPTIONS]
+    collector = request.node.stash.setdefault(_MISSES, reporting.MissCollector())
+    headers = attribution_headers(request.node.nodeid, uuid.uuid4().hex)
+    client_config = _TestClientConfig(headers=headers, hooks={"response": [collector.on_response]})
+    if isinstance(options.target, UrlTarget) and options.mode is not Mode.LIVE:
+        from harness.recording.cassettes import client_cassette
 
-    def collect(response: Any) -> None:
-        if response.headers.get(MISS_HEADER):
-            response.read()
-            try:
-                miss = response.json().get("recording_miss")
-            except ValueError:
-                miss = None
-            misses.append(miss or {"fingerprint": response.headers[MISS_HEADER]})
-
-    headers = scope_headers(request.node.nodeid, uuid.uuid4().hex)
-    client_config = _TestClientConfig(headers=headers, hooks={"response": [collect]})
-    if isinstance(harness.target, UrlTarget) and harness.settings.mode is not Mode.LIVE:
-        cassette = UrlCassette(harness.settings, request.node.nodeid)
-        request.node.stash[_CASSETTE] = cassette
-        with cassette:
+        with client_cassette(options.recording, request.node.nodeid):
             yield client_config
     else:
         yield client_config
@@ -331,7 +234,7 @@ def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
 @pytest.fixture(scope="session")
 def stack_config(pytestconfig: pytest.Config) -> StackTarget:
     """The parsed `--stack-config` target (skips the test when none is given)."""
-    target = pytestconfig.stash[_HARNESS].target
+    target = pytestconfig.stash[_OPTIONS].target
     if target is None:
         pytest.skip(SKIP_MESSAGE)
     return target
@@ -345,20 +248,20 @@ def stack_base_url(_harness_stack: StackHandle) -> str:
 @pytest.fixture(scope="session")
 def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> Any:
     """The run config in use (server and library modes); None for a remote stack."""
-    harness = pytestconfig.stash[_HARNESS]
-    if harness.run_config is None and isinstance(stack_config, ServerTarget):
-        harness.run_config = load_run_config_for(stack_config, harness.stack_env)
-    return harness.run_config
+    options = pytestconfig.stash[_OPTIONS]
+    if isinstance(stack_config, ServerTarget):
+        return harness_options.load_run_config_for(stack_config, options.stack_env)
+    return options.run_config
 
 
 @pytest.fixture(scope="session")
 def inference_mode(pytestconfig: pytest.Config) -> str:
-    return pytestconfig.stash[_HARNESS].settings.mode.value
+    return pytestconfig.stash[_OPTIONS].mode.value
 
 
 @pytest.fixture(scope="session")
 def text_model_id(pytestconfig: pytest.Config) -> str:
-    model = pytestconfig.stash[_HARNESS].text_model
+    model = pytestconfig.stash[_OPTIONS].text_model
     if not model:
         pytest.skip("no text model for this setup: pass --text-model")
     return model
@@ -366,7 +269,7 @@ def text_model_id(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def embedding_model_id(pytestconfig: pytest.Config) -> str:
-    model = pytestconfig.stash[_HARNESS].embedding_model
+    model = pytestconfig.stash[_OPTIONS].embedding_model
     if not model:
         pytest.skip("no embedding model for this setup: pass --embedding-model")
     return model
@@ -378,74 +281,49 @@ def embedding_model_id(pytestconfig: pytest.Config) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    harness = item.config.stash.get(_HARNESS, None)
-    misses = item.stash.get(_MISSES, [])
-    found = list(misses)
-    misses.clear()
-    raised = chained_miss(call.excinfo)
-    cassette = item.stash.get(_CASSETTE, None)
-    if raised is None and cassette is not None and call.excinfo is not None:
-        raised = cassette.miss_for(call.excinfo.value)
-    if raised is not None and not found:
-        found.append(raised)
-    if not found or harness is None:
+    options = item.config.stash.get(_OPTIONS, None)
+    collector = item.stash.get(_MISSES, None)
+    if options is None or collector is None:
         return report
-    text = "\n\n".join(miss_text(harness, miss) for miss in found)
-    title = f"stack-harness: replay miss ({len(found)})"
-    if report.passed:
-        report.outcome = "failed"
-        report.longrepr = f"{title}: the stack had no recording for a request\n\n{text}"
-    elif hasattr(report.longrepr, "addsection"):
-        report.longrepr.addsection(title, text)
-    else:
-        report.sections.append((title, text))
+    error = call.excinfo.value if call.excinfo is not None else None
+    misses = reporting.misses_for(collector.misses, error, options)
+    collector.misses.clear()
+    if misses:
+        reporting.show_misses(report, misses, options)
     return report
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if items:
-        items[0].config.stash[_HARNESS].deselected = True
+        items[0].config.stash[_COLLECTION].deselected = True
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    harness = session.config.stash.get(_HARNESS, None)
-    if harness is None:
+    collection = session.config.stash.get(_COLLECTION, None)
+    if collection is None:
         return
-    harness.collected_modules.update(i.nodeid.split("::")[0] for i in session.items)
+    collection.modules.update(i.nodeid.split("::")[0] for i in session.items)
     needed = any("_harness_stack" in getattr(i, "fixturenames", ()) for i in session.items)
-    if (
-        needed
-        and isinstance(harness.target, ServerTarget)
-        and harness.base_url is None
-        and not session.config.option.collectonly
-    ):
-        _acquire_server(session.config, harness)  # now, so its messages precede the progress
+    if needed and _server_wanted_now(session.config):
+        _stack(session.config)  # now, so its messages precede the progress
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    node.config.stash[_HARNESS].collected_modules.update(i.split("::")[0] for i in ids)
+    node.config.stash[_COLLECTION].modules.update(i.split("::")[0] for i in ids)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    from harness.recording import usage
-
-    harness = config.stash.get(_HARNESS, None)
-    if harness is None or harness.target is None or hasattr(config, "workerinput"):
+    options = config.stash.get(_OPTIONS, None)
+    if options is None or options.target is None or hasattr(config, "workerinput"):
         return
-    log = harness.settings.usage_log
-    if harness.owns_usage_log:
-        counts = usage.read_usage(log).counts
-        tally = ", ".join(f"{counts[k]} {k}" for k in (usage.USED, usage.RECORDED, usage.MISSED))
-    else:
-        tally = "not counted (the server was not started by this session)"
-    terminalreporter.write_line(
-        f"stack-harness: {harness.target.describe()}, mode {harness.settings.mode}; "
-        f"recordings {tally} ({harness.settings.directory})"
+    lifecycle = config.stash[_LIFECYCLE]
+    for line in reporting.summary_lines(options, lifecycle):
+        terminalreporter.write_line(line)
+    written = reporting.finish_usage(
+        config, options, lifecycle, config.stash[_COLLECTION], exitstatus
     )
-    if harness.origin:
-        terminalreporter.write_line(f"stack-harness: {harness.origin}")
-    if complete_replay(config, harness, exitstatus):
-        path = usage.write_last_run(harness.settings.directory, usage.read_usage(log).touched)
-        terminalreporter.write_line(f"stack-harness: wrote {path} for `harness recordings prune`")
-    log.unlink(missing_ok=True)
+    if written is not None:
+        terminalreporter.write_line(
+            f"stack-harness: wrote {written} for `harness recordings prune`"
+        )

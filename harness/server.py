@@ -139,6 +139,11 @@ def state_dir() -> Path:
     return path
 
 
+def log_path_for(port: int) -> Path:
+    """Where the server on `port` logs: next to its state, so it outlives the session."""
+    return state_dir() / f"stack-server-{port}.log"
+
+
 # Popen objects of servers this process started, so stopping one also reaps it.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 

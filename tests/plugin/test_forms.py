@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.plugin.conftest import CHAT_TESTS, free_port, recordings, started_pid
-from tests.process_support import wait_gone
+from tests.support.processes import wait_gone
 
 
 def test_env_var_alone_records_through_a_started_server_then_replays_offline(

@@ -63,7 +63,7 @@ def stack():
 @pytest.mark.parametrize("module", [httpx, httpx2], ids=["httpx", "httpx2"])
 def test_first_chunk_arrives_before_the_app_sends_the_second(stack, module):
     running, _, gate = stack
-    transport = running.transport() if module is httpx else running.transport2()
+    transport = running.transport(module)
     client = module.Client(transport=transport, base_url=running.base_url, timeout=5)
     with client, client.stream("GET", "/stream") as response:
         chunks = response.iter_raw()
@@ -74,7 +74,7 @@ def test_first_chunk_arrives_before_the_app_sends_the_second(stack, module):
 
 def test_requests_run_on_the_loop_that_ran_the_lifespan(stack):
     running, events, _ = stack
-    with httpx.Client(transport=running.transport(), base_url=running.base_url) as client:
+    with httpx.Client(transport=running.transport(httpx), base_url=running.base_url) as client:
         response = client.post("/echo?q=1", json={"a": [1, 2]})
 
     assert events == ["startup"]
@@ -83,7 +83,7 @@ def test_requests_run_on_the_loop_that_ran_the_lifespan(stack):
 
 def test_an_app_error_is_a_500_like_a_real_server(stack):
     running, _, _ = stack
-    with httpx.Client(transport=running.transport(), base_url=running.base_url) as client:
+    with httpx.Client(transport=running.transport(httpx), base_url=running.base_url) as client:
         response = client.get("/boom")
 
     assert response.status_code == 500
@@ -93,7 +93,7 @@ def test_openai_sdk_accepts_the_httpx2_transport(stack):
     import openai
 
     running, _, _ = stack
-    http = httpx2.Client(transport=running.transport2())
+    http = httpx2.Client(transport=running.transport(httpx2))
     client = openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", http_client=http)
 
     assert client.get("/health", cast_to=object) == {"status": "OK"}

@@ -15,7 +15,7 @@ import pytest
 
 from harness import server
 from tests.plugin.conftest import dedent, free_port, interrupt, recordings, started_pid
-from tests.process_support import wait_gone
+from tests.support.processes import wait_gone
 
 SLOW_TEST = """
 import pathlib, time
@@ -222,5 +222,5 @@ def test_server_gets_env_options_and_the_setup_defaults(project, monkeypatch, tm
 
     result.assert_outcomes(passed=1)
     assert (stores / "kvstore.db").exists()
-    log = (project.path / ".pytest_cache/d/stack-harness" / f"stack-server-{port}.log").read_text()
+    log = server.log_path_for(port).read_text()
     assert "url: http://localhost:11434" in log  # the ollama setup's default OLLAMA_URL

@@ -15,7 +15,7 @@ import pytest
 
 from harness import server
 from harness.server import ServerSpec, StackServerError
-from tests.process_support import wait_gone
+from tests.support.processes import wait_gone
 
 # A stand-in stack: answers GET /v1/health like the real one, after an optional delay.
 FAKE_STACK = textwrap.dedent(

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.fakes.provider import FakeProvider
-from tests.unit.stack_support import provider_entry, stack_client
+from tests.support.stack import provider_entry, stack_client
 
 USER = [{"role": "user", "content": "Name one primary colour."}]
 TEXT = "ollama/llama3.2:3b"

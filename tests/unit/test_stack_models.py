@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.provider import FakeProvider
-from tests.unit.stack_support import provider_entry, stack_client
+from tests.support.stack import provider_entry, stack_client
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.fakes.provider import FakeProvider
-from tests.unit.stack_support import provider_entry, write_run_config
+from tests.support.stack import provider_entry, write_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_PROMPT = (

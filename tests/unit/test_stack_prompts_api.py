@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.stack_support import stack_client
+from tests.support.stack import stack_client
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.stack.config import StackConfigError
-from harness.stack_config import (
+from harness.targets import (
     LibraryTarget,
     ProvidersTarget,
     ServerTarget,

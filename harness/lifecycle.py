@@ -1,0 +1,185 @@
+"""The session's stack: started, reused or adopted at most once, and let go of once.
+
+One entry point, :meth:`StackLifecycle.stack`, gives the client fixtures what they need for
+every kind of target: a server process (started or reused through `server`), an in-process
+app (`inprocess`), a remote URL, or, in an xdist worker, the server its controller holds. The
+plugin calls it from the fixture that needs a stack, and earlier from two hooks only to put
+the start-up message before the test progress and, under xdist, to start the server before the
+workers exist. This module knows pytest only through the `announce` callback it is given.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.options import HarnessOptions
+from harness.targets import LibraryTarget, ProvidersTarget, ServerTarget, UrlTarget
+
+
+class StackStartError(Exception):
+    """The stack could not be started or reused; the message says why and what to do."""
+
+
+class KeepOpen:
+    """Lends a session transport to per-test clients, whose close() must not close it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: Any) -> Any:
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> KeepOpen:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+@dataclass
+class StackHandle:
+    """What the client fixtures need: a base URL and, in library mode, the in-process stack.
+
+    One transport per client library per session, built on first use: per-test clients then
+    cost no connection pool or TLS set-up. Plain-http targets skip loading CA certificates.
+    """
+
+    base_url: str
+    inprocess: Any = None  # harness.inprocess.InProcessStack
+    _transports: dict[str, Any] = field(default_factory=dict)
+
+    def transport(self, lib: Any) -> KeepOpen:
+        """A sync transport of `lib` (httpx or httpx2) to the stack."""
+        name = lib.__name__
+        if name not in self._transports:
+            if self.inprocess is not None:
+                self._transports[name] = self.inprocess.transport(lib)
+            else:
+                self._transports[name] = lib.HTTPTransport(
+                    verify=self.base_url.startswith("https:")
+                )
+        return KeepOpen(self._transports[name])
+
+    def close(self) -> None:
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
+        if self.inprocess is not None:
+            self.inprocess.stop()
+
+
+class StackLifecycle:
+    """Holds the session's stack from its first use to the end of the session."""
+
+    def __init__(self, options: HarnessOptions, announce: Callable[[str], None]) -> None:
+        self.options = options
+        self._announce = announce
+        self._handle: StackHandle | None = None
+        self._lease: Any = None  # harness.server.ServerLease
+        self.origin = ""  # how this session got its stack, for the summary
+        self.owns_usage_log = True  # False when another process's server writes elsewhere
+
+    @property
+    def base_url(self) -> str | None:
+        return self._handle.base_url if self._handle else None
+
+    def adopt(self, base_url: str) -> None:
+        """An xdist worker: use the server its controller started or reused."""
+        self._handle = StackHandle(base_url=base_url)
+        self.owns_usage_log = False
+
+    def stack(self) -> StackHandle:
+        """The session's stack, started or reused on the first call; StackStartError if not."""
+        if self._handle is None:
+            self._handle = self._open()
+        return self._handle
+
+    def close(self) -> None:
+        """Stop what this session started; release what it shares. Safe to call twice."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    # -- one way per kind of target -----------------------------------------------------------
+
+    def _open(self) -> StackHandle:
+        target = self.options.target
+        if isinstance(target, UrlTarget):
+            self.origin = f"using the stack at {target.url} (recorded at the client layer)"
+            return StackHandle(base_url=target.url)
+        if isinstance(target, ServerTarget):
+            return StackHandle(base_url=self._acquire_server(target))
+        assert isinstance(target, LibraryTarget | ProvidersTarget)
+        self.origin = f"serving {target.describe().split(' ', 1)[1]} in-process"
+        inprocess = self._start_inprocess()
+        return StackHandle(base_url=inprocess.base_url, inprocess=inprocess)
+
+    def _acquire_server(self, target: ServerTarget) -> str:
+        from harness import server  # filelock & co. only when a server is used
+
+        options = self.options
+        settings = options.recording
+        spec = server.ServerSpec(
+            command=[sys.executable, "-m", "harness.cli", "stack", "run", target.config]
+            + ["--port", str(target.port)],
+            port=target.port,
+            env={**options.stack_env, **settings.to_env(), "PYTHONUNBUFFERED": "1"},
+            log_path=server.log_path_for(target.port),
+            startup_timeout=options.startup_timeout,
+            signature={
+                "config": target.config,
+                "mode": str(settings.mode),
+                "recordings": str(settings.directory),
+                "pace": repr(float(settings.pace)),
+            },
+        )
+        _trap_sigterm()
+        try:
+            lease = server.acquire(spec)
+        except server.StackServerError as exc:
+            raise StackStartError(str(exc)) from None
+        self._lease = lease
+        self.owns_usage_log = lease.origin == server.ORIGIN_STARTED
+        self.origin = {
+            server.ORIGIN_STARTED: f"started the stack server (pid {lease.pid}) on port "
+            f"{lease.port}; log: {lease.log_path}",
+            server.ORIGIN_SHARED: f"sharing the stack server (pid {lease.pid}) on port "
+            f"{lease.port} started by another test session",
+            server.ORIGIN_EXTERNAL: f"reusing the stack already running on port {lease.port} "
+            "(left running; its recording settings are the ones it was started with)",
+        }[lease.origin]
+        self._announce(self.origin)
+        return lease.base_url
+
+    def _start_inprocess(self) -> Any:
+        from harness.inprocess import InProcessStack
+        from harness.stack.app import create_app
+
+        try:
+            app = create_app(self.options.run_config, recording=self.options.recording)
+            return InProcessStack(app).start(timeout=self.options.startup_timeout)
+        except Exception as exc:
+            raise StackStartError(f"the in-process stack failed to start: {exc}") from exc
+
+
+def _trap_sigterm() -> None:
+    """A SIGTERM to pytest unwinds like Ctrl-C, so the server we hold is stopped, not orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)

@@ -1,0 +1,177 @@
+"""What one pytest session resolved from flags, environment and ini: one frozen value.
+
+Every setting is resolved once, at configure time, as flag > environment variable > ini >
+default, so a bad value is a usage error before any test runs and no hook can change a
+setting half-way through a session. What does change during a session (the server lease,
+what was collected) lives in `lifecycle` and `reporting`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import setups
+from harness.recording.modes import (
+    DIR_ENV,
+    MODE_ENV,
+    PACE_ENV,
+    Mode,
+    RecordingSettings,
+    parse_mode,
+    parse_pace,
+)
+from harness.targets import (
+    LibraryTarget,
+    ProvidersTarget,
+    ServerTarget,
+    StackTarget,
+    UrlTarget,
+    parse_stack_config,
+)
+
+STACK_CONFIG_ENV = "LLAMA_STACK_CONFIG"
+WORKER_KEY = "stack_harness"  # xdist workerinput key: what the controller shares
+DEFAULT_STARTUP_TIMEOUT = 60.0
+_FLAGS = {"stack_setup": "--setup"}
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    """Everything the plugin needs to know about the session's settings."""
+
+    target: StackTarget | None
+    recording: RecordingSettings
+    setup: setups.Setup
+    stack_env: Mapping[str, str]  # the environment the stack sees (setup defaults, --env)
+    text_model: str | None
+    embedding_model: str | None
+    startup_timeout: float
+    work_dir: Path | None  # this session's scratch directory (usage log); None without a stack
+    owns_work_dir: bool  # created by this process, so removed by it at the end
+    record_args: tuple[str, ...]  # options a re-record command repeats
+    run_config: Any = None  # library targets: the parsed run config
+
+    @property
+    def mode(self) -> Mode:
+        return self.recording.mode
+
+
+def _value(config: pytest.Config, name: str, env: str | None = None) -> tuple[Any, str]:
+    """flag > environment variable > ini > unset, with where the value came from."""
+    flag = config.getoption(name)
+    if flag not in (None, ""):
+        return flag, _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if env and os.environ.get(env, "").strip():
+        return os.environ[env].strip(), env
+    ini = config.getini(name)
+    if ini not in (None, "", []):
+        return ini, f"{name} (ini)"
+    return None, ""
+
+
+def _stack_env(config: pytest.Config, setup: setups.Setup) -> dict[str, str]:
+    explicit: dict[str, str] = {}
+    for line in [*config.getini("stack_env"), *config.getoption("stack_env")]:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise pytest.UsageError(f"--env {line!r}: expected KEY=VALUE")
+        explicit[key.strip()] = value
+    env = dict(os.environ)
+    env.update(setup.env_defaults(os.environ))
+    env.update(explicit)
+    return env
+
+
+def _recordings_dir(config: pytest.Config) -> tuple[Path, bool]:
+    """The recordings directory and whether it was given (flag, environment or ini)."""
+    raw, source = _value(config, "recordings_dir", DIR_ENV)
+    if not raw:
+        return (config.rootpath / "recordings").resolve(), False
+    base = config.invocation_params.dir
+    if source.endswith("(ini)"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+    return (base / raw).resolve(), True
+
+
+def _scratch(config: pytest.Config, target: StackTarget | None) -> tuple[Path | None, bool]:
+    """The session's scratch directory: the controller's under xdist, none without a stack."""
+    if hasattr(config, "workerinput"):
+        return Path(config.workerinput[WORKER_KEY]["work_dir"]), False
+    if target is None:
+        return None, False
+    return Path(tempfile.mkdtemp(prefix="stack-harness-session-")), True
+
+
+def resolve(config: pytest.Config) -> HarnessOptions:
+    """Resolve the session's options; user errors raise the area's own exception type."""
+    raw_setup, source = _value(config, "stack_setup")
+    setup = setups.get_setup(raw_setup or setups.DEFAULT_SETUP, source=source or "--setup")
+    raw_target, _ = _value(config, "stack_config", STACK_CONFIG_ENV)
+    target = parse_stack_config(raw_target) if raw_target else None
+    raw_mode, mode_source = _value(config, "inference_mode", MODE_ENV)
+    mode = parse_mode(raw_mode, source=mode_source) if raw_mode else Mode.REPLAY
+    raw_pace = os.environ.get(PACE_ENV, "").strip()
+    pace = parse_pace(raw_pace) if raw_pace else 0.0
+    directory, dir_given = _recordings_dir(config)
+    timeout, timeout_source = _value(config, "stack_startup_timeout")
+    try:
+        startup_timeout = float(timeout or DEFAULT_STARTUP_TIMEOUT)
+    except ValueError:
+        raise pytest.UsageError(f"{timeout_source}={timeout!r}: expected seconds") from None
+    stack_env = _stack_env(config, setup)
+    text_model = _value(config, "text_model")[0] or setup.text_model
+    embedding_model = _value(config, "embedding_model")[0] or setup.embedding_model
+    record_args = [f"--stack-config={raw_target}"] if raw_target else []
+    if setup.name != setups.DEFAULT_SETUP:
+        record_args.append(f"--setup={setup.name}")
+    if dir_given:
+        record_args.append(f"--recordings-dir={directory}")
+    run_config = None
+    if isinstance(target, LibraryTarget | ProvidersTarget):
+        run_config = load_run_config_for(target, stack_env)
+    elif isinstance(target, ServerTarget):
+        # The server validates its own config; here only check it exists. Parsing it (and
+        # importing yaml) waits for a test that asks for it: reuse must stay cheap.
+        from harness.stack.config import resolve_run_config_path
+
+        resolve_run_config_path(target.config)
+    # Last, so a usage error above leaves no directory behind.
+    work_dir, owns_work_dir = _scratch(config, target)
+    usage_log = None
+    if work_dir is not None:
+        usage_log = (
+            Path(config.workerinput[WORKER_KEY]["usage_log"])
+            if hasattr(config, "workerinput")
+            else work_dir / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
+        )
+    return HarnessOptions(
+        target=target,
+        recording=RecordingSettings(mode=mode, directory=directory, pace=pace, usage_log=usage_log),
+        setup=setup,
+        stack_env=stack_env,
+        text_model=text_model,
+        embedding_model=embedding_model,
+        startup_timeout=startup_timeout,
+        work_dir=work_dir,
+        owns_work_dir=owns_work_dir,
+        record_args=tuple(record_args),
+        run_config=run_config,
+    )
+
+
+def load_run_config_for(target: StackTarget, env: Mapping[str, str]) -> Any:
+    """The run config a server or library target uses, with the stack's environment."""
+    from harness.stack.config import load_run_config, run_config_from_providers
+
+    if isinstance(target, ProvidersTarget):
+        return run_config_from_providers(target.spec, env=env)
+    assert not isinstance(target, UrlTarget)
+    return load_run_config(target.config, env=env)

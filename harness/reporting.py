@@ -1,0 +1,175 @@
+"""What the session tells the user: replay misses in the failing test, and the summary.
+
+A replay miss can reach a test three ways: the stack answers with an error carrying the
+diagnostic (server and library modes, collected by :class:`MissCollector` from the responses),
+a `ReplayMissError` is raised in the test's own process, or vcrpy finds no interaction for a
+request (URL mode). :func:`misses_for` merges them, :func:`show_misses` puts them into the
+test's report, and :func:`summary_lines` / :func:`finish_usage` end the session with the
+tally and, after a complete replay run, the last-run file that `harness recordings prune` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.lifecycle import StackLifecycle
+from harness.options import HarnessOptions
+from harness.recording.errors import (
+    RECORDING_MISS_HEADER,
+    ReplayMissError,
+    find_in_chain,
+    format_miss,
+)
+from harness.recording.modes import Mode
+from harness.targets import UrlTarget
+
+
+class MissCollector:
+    """Collects the replay misses the stack reports in its responses during one test."""
+
+    def __init__(self) -> None:
+        self.misses: list[dict[str, Any]] = []
+
+    def on_response(self, response: Any) -> None:
+        """An httpx/httpx2 response event hook."""
+        if not response.headers.get(RECORDING_MISS_HEADER):
+            return
+        response.read()
+        try:
+            miss = response.json().get("recording_miss")
+        except ValueError:
+            miss = None
+        self.misses.append(miss or {"fingerprint": response.headers[RECORDING_MISS_HEADER]})
+
+
+def misses_for(
+    collected: list[dict[str, Any]], error: BaseException | None, options: HarnessOptions
+) -> list[dict[str, Any]]:
+    """The misses behind one test phase: those the stack reported, else the one it raised."""
+    if collected or error is None:
+        return list(collected)
+    if isinstance(options.target, UrlTarget):
+        from harness.recording.cassettes import miss_from
+
+        raised = miss_from(error, options.recording)
+    else:
+        raised = find_in_chain(error, ReplayMissError)
+    return [raised.miss] if raised is not None else []
+
+
+def miss_text(miss: dict[str, Any], options: HarnessOptions) -> str:
+    """The miss diagnostic, its record command carrying the options this session ran with."""
+    from harness.recording.diagnostics import record_command
+
+    if "endpoint" not in miss:
+        return f"Replay miss (fingerprint {miss.get('fingerprint')}); see the stack's log"
+    command = record_command(miss.get("test_id", ""), options.record_args)
+    return format_miss({**miss, "command": command})
+
+
+def show_misses(report: pytest.TestReport, misses: list[dict[str, Any]], options: HarnessOptions):
+    """Fail the report with the misses' diagnostics (a test that caught the error fails too)."""
+    text = "\n\n".join(miss_text(miss, options) for miss in misses)
+    title = f"stack-harness: replay miss ({len(misses)})"
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = f"{title}: the stack had no recording for a request\n\n{text}"
+    elif hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection(title, text)
+    else:
+        report.sections.append((title, text))
+
+
+def announce(config: pytest.Config, message: str) -> None:
+    """Write a line to the terminal now, even from inside a fixture with capture on."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(f"stack-harness: {message}")
+
+
+@dataclass
+class Collection:
+    """What the session collected: prune may trust a run only if it covered every module."""
+
+    modules: set[str] = field(default_factory=set)
+    deselected: bool = False
+
+
+def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[str]:
+    from harness.recording import usage
+
+    log = options.recording.usage_log
+    if lifecycle.owns_usage_log and log is not None:
+        counts = usage.read_usage(log).counts
+        tally = ", ".join(f"{counts[k]} {k}" for k in (usage.USED, usage.RECORDED, usage.MISSED))
+    else:
+        tally = "not counted (the server was not started by this session)"
+    assert options.target is not None
+    lines = [
+        f"stack-harness: {options.target.describe()}, mode {options.mode}; "
+        f"recordings {tally} ({options.recording.directory})"
+    ]
+    if lifecycle.origin:
+        lines.append(f"stack-harness: {lifecycle.origin}")
+    return lines
+
+
+def finish_usage(
+    config: pytest.Config,
+    options: HarnessOptions,
+    lifecycle: StackLifecycle,
+    collection: Collection,
+    exitstatus: int,
+) -> Path | None:
+    """Write the last-run file after a complete replay run; drop the usage log either way."""
+    from harness.recording import usage
+
+    log = options.recording.usage_log
+    if log is None:
+        return None
+    written = None
+    if complete_replay(config, options, lifecycle, collection, exitstatus):
+        used = usage.read_usage(log).touched
+        written = usage.write_last_run(options.recording.directory, used)
+    log.unlink(missing_ok=True)
+    return written
+
+
+def complete_replay(
+    config: pytest.Config,
+    options: HarnessOptions,
+    lifecycle: StackLifecycle,
+    collection: Collection,
+    exitstatus: int,
+) -> bool:
+    """True when the usage log covers every recorded test module: prune can trust it."""
+    option = config.option
+    narrowed = (
+        option.keyword
+        or option.markexpr
+        or getattr(option, "deselect", None)
+        or getattr(option, "lf", False)
+        or getattr(option, "stepwise", False)
+        or collection.deselected
+    )
+    if narrowed or exitstatus != pytest.ExitCode.OK or options.mode is not Mode.REPLAY:
+        return False
+    if not lifecycle.owns_usage_log or isinstance(options.target, UrlTarget):
+        return False
+    directory = options.recording.directory
+    recorded_modules = {
+        path.parent.relative_to(directory).as_posix()
+        for path in directory.rglob("*.json")
+        if not path.name.startswith(".") and path.parent != directory
+    }
+    recorded_modules.discard("_shared")
+    return recorded_modules <= {module.removesuffix(".py") for module in collection.modules}
