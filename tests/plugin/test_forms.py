@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.plugin.conftest import CHAT_TESTS, free_port, recordings, started_pid
-from tests.support.processes import wait_gone
+from tests.support.processes import free_port, started_pid, wait_gone
+from tests.support.projects import CHAT_TESTS, recordings
 
 
 def test_env_var_alone_records_through_a_started_server_then_replays_offline(

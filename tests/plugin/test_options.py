@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
-from tests.plugin.conftest import HARNESS_ENV
+from tests.support.projects import HARNESS_ENV
 
 SHOW = """
 def test_show(pytestconfig, inference_mode, stack_config, text_model_id, embedding_model_id):
@@ -153,25 +150,8 @@ def test_recordings_dir_flag_beats_environment_beats_ini_beats_rootdir(inner, mo
     assert recordings_dir("--recordings-dir=from-flag") == str(inner.path / "from-flag")
 
 
-class _HeaderLog(BaseHTTPRequestHandler):
-    seen: list[dict[str, str]] = []
-
-    def do_GET(self):
-        self.seen.append({k.lower(): v for k, v in self.headers.items()})
-        body = b'{"object": "list", "data": []}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_every_client_sends_the_test_id_and_a_fresh_invocation_per_test(inner):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderLog)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_every_client_sends_the_test_id_and_a_fresh_invocation_per_test(inner, stub_server):
+    server = stub_server(lambda request, reply: reply.json(200, {"object": "list", "data": []}))
     inner.makepyfile(
         test_clients="""
         def test_first(http_client, openai_client):
@@ -183,18 +163,15 @@ def test_every_client_sends_the_test_id_and_a_fresh_invocation_per_test(inner):
             http_client.get("/v1/models")
         """
     )
-    try:
-        result = inner.runpytest_inprocess(
-            f"--stack-config=http://127.0.0.1:{server.server_address[1]}",
-            "--inference-mode=live",
-            "test_clients.py",
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
+    result = inner.runpytest_inprocess(
+        f"--stack-config={server.url}", "--inference-mode=live", "test_clients.py"
+    )
 
     result.assert_outcomes(passed=2)
-    seen = [(h["x-harness-test-id"], h["x-harness-test-invocation"]) for h in _HeaderLog.seen]
+    seen = [
+        (r.headers["x-harness-test-id"], r.headers["x-harness-test-invocation"])
+        for r in server.requests
+    ]
     assert [test for test, _ in seen] == [
         "test_clients.py::test_first",
         "test_clients.py::test_first",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.plugin.conftest import CHAT_TESTS, free_port
+from tests.support.processes import free_port
+from tests.support.projects import CHAT_TESTS
 
 SWALLOWED = """
 import openai, pytest

@@ -7,15 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from harness import server
-from tests.plugin.conftest import dedent, free_port, interrupt, recordings, started_pid
-from tests.support.processes import wait_gone
+from tests.support.processes import free_port, interrupt, started_pid, wait_gone
+from tests.support.projects import dedent, recordings
 
 SLOW_TEST = """
 import pathlib, time
@@ -47,28 +45,16 @@ def test_running_stack_is_reused_and_left_running(project, run_stack_server):
     assert server.probe("127.0.0.1", port).state == "healthy"
 
 
-class _NotAStack(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"<html>welcome to nginx</html>"
-        self.send_response(404)
-        self.send_header("Server", "nginx")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_port_taken_by_another_service_fails_the_session_naming_port_and_answer(project):
-    other = ThreadingHTTPServer(("127.0.0.1", 0), _NotAStack)
-    threading.Thread(target=other.serve_forever, daemon=True).start()
-    port = other.server_address[1]
-    try:
-        result = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
-    finally:
-        other.shutdown()
-        other.server_close()
+def test_port_taken_by_another_service_fails_the_session_naming_port_and_answer(
+    project, stub_server
+):
+    nginx = stub_server(
+        lambda request, reply: reply.send(
+            404, b"<html>welcome to nginx</html>", {"Server": "nginx"}
+        )
+    )
+    port = nginx.port
+    result = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
 
     assert result.ret != pytest.ExitCode.OK
     output = result.stdout.str() + result.stderr.str()

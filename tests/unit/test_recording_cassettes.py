@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -142,30 +140,13 @@ def test_cassette_record_if_missing_keeps_old_and_adds_new(tmp_path: Path) -> No
     assert all(after[p] == content for p, content in first.items())
 
 
-def test_cassette_same_request_twice_replays_in_order(tmp_path: Path) -> None:
+def test_cassette_same_request_twice_replays_in_order(tmp_path: Path, stub_server) -> None:
     answers = iter(["first", "second"])
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            data = json.dumps({"answer": next(answers)}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/v1/thing"
-    try:
-        with client_cassette(settings(tmp_path, Mode.RECORD), TEST_ID):
-            recorded = [httpx.get(url).json()["answer"] for _ in range(2)]
-    finally:
-        server.shutdown()
-        server.server_close()
+    server = stub_server(lambda request, reply: reply.json(200, {"answer": next(answers)}))
+    url = f"{server.url}/v1/thing"
+    with client_cassette(settings(tmp_path, Mode.RECORD), TEST_ID):
+        recorded = [httpx.get(url).json()["answer"] for _ in range(2)]
+    server.stop()
     with client_cassette(settings(tmp_path, Mode.REPLAY), TEST_ID):
         replayed = [httpx.get(url).json()["answer"] for _ in range(2)]
     assert recorded == replayed == ["first", "second"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,6 +30,10 @@ from tests.support.recording import in_test
 TEST_ID = "tests/integration/inference/test_chat.py::test_hello[llama]"
 MODEL = "llama3.2:3b"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello there"}]}
+
+
+class _StreamCut(Exception):
+    """Ends a stub's stream without its final chunk."""
 
 
 class ExplodingTransport(httpx.BaseTransport):
@@ -337,56 +341,31 @@ def test_secrets_never_reach_disk(tmp_path: Path) -> None:
         assert replay.post("/v1/chat/completions", json=echo).status_code == 200
 
 
-class GatedStream:
-    """An SSE server whose second event waits for the test to set an event."""
+def test_record_passes_each_stream_chunk_through_as_it_arrives(tmp_path: Path, stub_server) -> None:
+    release = threading.Event()
 
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        gate = self.release
+    def gated_events():
+        yield b'data: {"n": 1}\n\n'
+        release.wait(timeout=30)  # the second event waits for the test
+        yield b'data: {"n": 2}\n\ndata: [DONE]\n\n'
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                self.wfile.write(b'data: {"n": 1}\n\n')
-                self.wfile.flush()
-                gate.wait(timeout=30)
-                self.wfile.write(b'data: {"n": 2}\n\ndata: [DONE]\n\n')
-                self.wfile.flush()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_record_passes_each_stream_chunk_through_as_it_arrives(tmp_path: Path) -> None:
-    gated = GatedStream()
+    gated = stub_server(lambda request, reply: reply.stream(gated_events(), chunked=False))
     try:
         with in_test(TEST_ID):
             http = client(
-                gated.base_url,
+                gated.url,
                 wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD)),
             )
             with http.stream("POST", "/v1/chat/completions", json=CHAT) as response:
                 chunks = response.iter_raw()
                 first = next(chunks)
                 # The provider has not sent the rest yet: it waits for this event.
-                assert not gated.release.is_set()
+                assert not release.is_set()
                 assert list((tmp_path / "recordings").rglob("*.json")) == []
-                gated.release.set()
+                release.set()
                 rest = list(chunks)
     finally:
-        gated.close()
+        release.set()
     assert first == b'data: {"n": 1}\n\n'
     assert rest == [b'data: {"n": 2}\n\n', b"data: [DONE]\n\n"]
     (path,) = (tmp_path / "recordings").rglob("*.json")
@@ -532,35 +511,23 @@ def test_async_replay_miss_raises_from_the_transport(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
-def test_stream_cut_by_provider_while_draining_records_nothing(tmp_path: Path) -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
+def test_stream_cut_by_provider_while_draining_records_nothing(tmp_path: Path, stub_server) -> None:
+    def cut_stream(request, reply):
+        def events():
+            yield b'data: {"n": 1}\n\n'
+            reply.raw(b"ff\r\npartial")  # then the connection drops mid-chunk
+            reply.cut()
+            raise _StreamCut
 
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            event = b'data: {"n": 1}\n\n'
-            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
-            self.wfile.write(b"ff\r\npartial")  # then the connection drops mid-chunk
-            self.wfile.flush()
-            self.close_connection = True
+        with contextlib.suppress(_StreamCut):
+            reply.stream(events())
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with in_test(TEST_ID):
-            http = client(
-                f"http://127.0.0.1:{server.server_port}",
-                wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD)),
-            )
-            with http.stream("POST", "/v1/chat/completions", json=CHAT) as response:
-                first = next(response.iter_raw())
-    finally:
-        server.shutdown()
-        server.server_close()
+    server = stub_server(cut_stream)
+    with in_test(TEST_ID):
+        http = client(
+            server.url, wrap_transport(httpx.HTTPTransport(), settings(tmp_path, Mode.RECORD))
+        )
+        with http.stream("POST", "/v1/chat/completions", json=CHAT) as response:
+            first = next(response.iter_raw())
     assert first == b'data: {"n": 1}\n\n'
     assert list((tmp_path / "recordings").rglob("*.json")) == []

@@ -8,20 +8,22 @@ import socket
 import sys
 import textwrap
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from harness import server
 from harness.server import ServerSpec, StackServerError
-from tests.support.processes import wait_gone
+from tests.support.processes import free_port, wait_gone
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # A stand-in stack: answers GET /v1/health like the real one, after an optional delay.
 FAKE_STACK = textwrap.dedent(
     """
-    import json, signal, sys, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import signal, sys, time
+    sys.path.insert(0, sys.argv[3])
+    from tests.support.stub_server import StubServer
 
     port, behaviour = int(sys.argv[1]), sys.argv[2]
     for i in range(50):
@@ -32,28 +34,13 @@ FAKE_STACK = textwrap.dedent(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     status = {"healthy": 200, "stubborn": 200, "unhealthy": 503}[behaviour]
 
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"status": "OK" if status == 200 else "starting"}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+    def health(request, reply):
+        reply.json(status, {"status": "OK" if status == 200 else "starting"})
 
     time.sleep(0.2)
-    ThreadingHTTPServer(("127.0.0.1", port), Health).serve_forever()
+    StubServer(health, port=port).serve_forever()
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -70,7 +57,7 @@ def make_spec(tmp_path):
 
     def make(port: int, behaviour: str = "healthy", timeout: float = 10.0, **signature):
         return ServerSpec(
-            command=[sys.executable, str(script), str(port), behaviour],
+            command=[sys.executable, str(script), str(port), behaviour, str(ROOT)],
             port=port,
             env=dict(os.environ),
             log_path=tmp_path / f"server-{port}.log",
@@ -81,36 +68,14 @@ def make_spec(tmp_path):
     return make
 
 
-class _Handler(BaseHTTPRequestHandler):
-    reply = (200, b'{"status":"OK"}')
-
-    def do_GET(self):
-        status, body = self.reply
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def http_server():
+def http_server(stub_server):
     """A server in this process answering GET with a chosen status and body."""
-    servers = []
 
     def start(status: int, body: bytes) -> int:
-        handler = type("Handler", (_Handler,), {"reply": (status, body)})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        return httpd.server_address[1]
+        return stub_server(lambda request, reply: reply.send(status, body)).port
 
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    return start
 
 
 def test_starts_a_server_and_stops_its_process_on_release(make_spec, state):

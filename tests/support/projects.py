@@ -1,0 +1,71 @@
+"""The small stack project the plugin's end-to-end tests build with pytester.
+
+A run.yaml for the fake Ollama-wire provider with its sqlite stores in a temporary directory,
+and a test module using the plugin's fixtures.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+HARNESS_ENV = (
+    "LLAMA_STACK_CONFIG",
+    "LLAMA_STACK_PORT",
+    "LLAMA_STACK_TEST_INFERENCE_MODE",
+    "LLAMA_STACK_TEST_RECORDING_DIR",
+    "LLAMA_STACK_TEST_REPLAY_PACE",
+    "HARNESS_RECORDING_USAGE_LOG",
+)
+
+RUN_YAML = """\
+version: 2
+image_name: plugin-test
+apis: [inference, prompts]
+providers:
+  inference:
+    - provider_id: ollama
+      provider_type: remote::ollama
+      config:
+        url: ${env.OLLAMA_URL}
+storage:
+  backends:
+    kv_default: {type: kv_sqlite, db_path: "${env.SQLITE_STORE_DIR}/kvstore.db"}
+    sql_default: {type: sql_sqlite, db_path: "${env.SQLITE_STORE_DIR}/sql_store.db"}
+  stores:
+    metadata: {backend: kv_default, namespace: registry}
+    inference: {backend: sql_default, table_name: inference_store}
+    conversations: {backend: sql_default, table_name: openai_conversations}
+    prompts: {backend: kv_default, namespace: prompts}
+"""
+
+CHAT_TESTS = """
+QUESTION = [{"role": "user", "content": "Name one primary colour."}]
+
+
+def test_chat(openai_client, text_model_id):
+    response = openai_client.chat.completions.create(model=text_model_id, messages=QUESTION)
+    assert response.choices[0].message.content == "You said: Name one primary colour."
+
+
+def test_stream(openai_client, text_model_id):
+    stream = openai_client.chat.completions.create(
+        model=text_model_id, messages=QUESTION, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "You said: Name one primary colour."
+
+
+def test_models(http_client, text_model_id):
+    response = http_client.get("/v1/models")
+    assert response.status_code == 200, response.text
+    assert text_model_id in [m["id"] for m in response.json()["data"]]
+"""
+
+
+def recordings(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*.json") if not p.name.startswith("."))
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
