@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import http
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request as VcrRequest
 
 from harness.recording import usage
+from harness.recording.completeness import cut_reason
 from harness.recording.context import TEST_ID_HEADER, OccurrenceCounter
 from harness.recording.diagnostics import build_miss
 from harness.recording.errors import RecordingError, ReplayMissError, find_in_chain
@@ -47,6 +49,8 @@ from harness.recording.redaction import (
 )
 from harness.recording.store import RecordingStore, module_dir, new_record
 from harness.recording.streams import response_content, stored_plain_response
+
+logger = logging.getLogger(__name__)
 
 VCR_RECORD_MODES = {
     Mode.REPLAY: "none",
@@ -147,7 +151,15 @@ class RecordingPersister:
             value = canonical(request, occurrence)
             fp = fingerprint(value)
             headers = self.redactor.headers(dict(request.headers.items()), REQUEST_HEADERS_KEPT)
-            record = new_record(value, fp, headers, self._stored_response(response, fp))
+            stored = self._stored_response(response, fp)
+            stream = stored.get("stream")
+            reason = stream and cut_reason(stream["framing"], (c["data"] for c in stream["chunks"]))
+            if reason:
+                logger.warning(
+                    "not recording %s %s: cut short (%s)", value["method"], value["path"], reason
+                )
+                continue
+            record = new_record(value, fp, headers, stored)
             path, _ = self.store.write(record, Path(cassette_path) / f"{fp}.json")
             self.log.append(usage.RECORDED, self.store.relative(path))
 

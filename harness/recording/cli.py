@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from harness.recording.completeness import cut_reason
 from harness.recording.errors import RecordingError
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import DEFAULT_DIRECTORY, DIR_ENV
@@ -115,6 +116,13 @@ def verify_file(store: RecordingStore, path: Path) -> list[str]:
             f"{store.relative(path)}: test id {record['test_id']!r} belongs under "
             f"{store.relative(expected_dir)}/, so replay would never find this file"
         )
+    stream = record["response"].get("stream")
+    if stream is not None:
+        reason = cut_reason(stream["framing"], (c["data"] for c in stream["chunks"]))
+        if reason is not None:
+            problems.append(
+                f"{store.relative(path)}: the stream was cut short ({reason}); re-record it"
+            )
     found = find_secret_patterns(path.read_text(encoding="utf-8"))
     if found:
         problems.append(f"{store.relative(path)}: looks like it holds a secret: {', '.join(found)}")

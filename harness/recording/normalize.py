@@ -49,6 +49,36 @@ def recorded_id(fingerprint: str) -> str:
     return f"rec-{fingerprint[:16]}"
 
 
+def recorded_call_id(fingerprint: str, index: int) -> str:
+    """A tool call's id: the provider's is random and flows into the follow-up request."""
+    return f"call_rec{fingerprint[:12]}{index}"
+
+
+def _normalize_tool_calls(choices: Any, fingerprint: str) -> Any:
+    if not isinstance(choices, list):
+        return choices
+    result = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            result.append(choice)
+            continue
+        choice = dict(choice)
+        for part in ("message", "delta"):
+            holder = choice.get(part)
+            calls = holder.get("tool_calls") if isinstance(holder, dict) else None
+            if not isinstance(calls, list):
+                continue
+            fixed = []
+            for position, call in enumerate(calls):
+                if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
+                    index = call.get("index", position)
+                    call = {**call, "id": recorded_call_id(fingerprint, int(index or 0))}
+                fixed.append(call)
+            choice[part] = {**holder, "tool_calls": fixed}
+        result.append(choice)
+    return result
+
+
 def normalize_json(value: Any, fingerprint: str) -> Any:
     """A copy of a response JSON value with its non-deterministic fields fixed."""
     if not isinstance(value, dict):
@@ -56,6 +86,8 @@ def normalize_json(value: Any, fingerprint: str) -> Any:
     result = dict(value)
     if result.get("object") in RANDOM_ID_OBJECTS and isinstance(result.get("id"), str):
         result["id"] = recorded_id(fingerprint)
+    if "choices" in result:
+        result["choices"] = _normalize_tool_calls(result["choices"], fingerprint)
     for name in ZEROED_NUMBERS:
         if isinstance(result.get(name), int | float) and not isinstance(result[name], bool):
             result[name] = 0

@@ -204,6 +204,7 @@ class RecordingStore:
                 return path, False
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             try:
+                os.fchmod(fd, _new_file_mode())  # mkstemp's 0600 is not for committed files
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(text)
                     handle.flush()
@@ -229,6 +230,19 @@ class RecordingStore:
             for name in sorted(files):
                 if name.endswith(SUFFIX) and not name.startswith("."):
                     yield Path(root) / name
+
+
+def _new_file_mode() -> int:
+    """The mode an ordinary new file gets here: 0666 less the process's umask."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: read the umask by setting it, then put it back
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _lock_for(path: Path) -> FileLock:

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from harness.recording.completeness import cut_reason
 from harness.recording.httplibs import bind, library_of
 from harness.recording.normalize import EventSplitter, normalize_event, normalize_json
 from harness.recording.redaction import Redactor
@@ -62,7 +63,8 @@ class StreamCapture:
     """Splits a live stream into events, normalises them, and hands the recording over at the end.
 
     ``on_complete`` receives the stored response (status, headers, stream) once the stream has
-    been read to its end; a stream that fails midway is never handed over.
+    been read to its end and its events say it finished (see ``completeness``); a stream that
+    fails midway or ends cut short is never handed over, so it never replaces a recording.
     """
 
     def __init__(
@@ -102,11 +104,15 @@ class StreamCapture:
         return self._events(self.splitter.feed(raw))
 
     def finish(self) -> list[bytes]:
-        """Flush the last partial event and hand over the recording (once)."""
+        """Flush the last partial event and hand over the recording (once), unless it is cut."""
         if self.done:
             return []
         self.done = True
         out = self._events(self.splitter.flush())
+        reason = cut_reason(self.framing, (c["data"] for c in self.chunks))
+        if reason is not None:
+            logger.warning("not recording %s: the stream was cut short (%s)", self.label, reason)
+            return out
         self.on_complete(
             {
                 "status": self.status,
