@@ -9,6 +9,7 @@ what was collected) lives in `lifecycle` and `reporting`.
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -56,7 +57,7 @@ class HarnessOptions:
     startup_timeout: float
     work_dir: Path | None  # this session's scratch directory (usage log); None without a stack
     owns_work_dir: bool  # created by this process, so removed by it at the end
-    record_args: tuple[str, ...]  # options a re-record command repeats
+    record_args: tuple[str, ...]  # shell words a re-record command repeats
     run_config: Any = None  # library targets: the parsed run config
 
     @property
@@ -65,10 +66,18 @@ class HarnessOptions:
 
 
 def _value(config: pytest.Config, name: str, env: str | None = None) -> tuple[Any, str]:
-    """flag > environment variable > ini > unset, with where the value came from."""
+    """flag > environment variable > ini > unset, with where the value came from.
+
+    A flag given with an empty value is a mistake, not a request for the next source.
+    """
     flag = config.getoption(name)
-    if flag not in (None, ""):
-        return flag, _FLAGS.get(name, "--" + name.replace("_", "-"))
+    flag_name = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if isinstance(flag, str) and not flag.strip():
+        if name == "stack_config":
+            parse_stack_config(flag)  # raises the usage error that lists the five forms
+        raise pytest.UsageError(f"{flag_name}= is empty: give it a value or leave it out")
+    if flag is not None:
+        return flag, flag_name
     if env and os.environ.get(env, "").strip():
         return os.environ[env].strip(), env
     ini = config.getini(name)
@@ -77,17 +86,40 @@ def _value(config: pytest.Config, name: str, env: str | None = None) -> tuple[An
     return None, ""
 
 
-def _stack_env(config: pytest.Config, setup: setups.Setup) -> dict[str, str]:
+def _explicit_env(config: pytest.Config) -> dict[str, str]:
+    """The variables given with --env or the stack_env ini lines."""
     explicit: dict[str, str] = {}
     for line in [*config.getini("stack_env"), *config.getoption("stack_env")]:
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
             raise pytest.UsageError(f"--env {line!r}: expected KEY=VALUE")
         explicit[key.strip()] = value
-    env = dict(os.environ)
-    env.update(setup.env_defaults(os.environ))
-    env.update(explicit)
-    return env
+    return explicit
+
+
+def _record_args(
+    config: pytest.Config,
+    raw_target: str | None,
+    setup: setups.Setup,
+    directory: Path | None,
+    explicit_env: Mapping[str, str],
+) -> tuple[str, ...]:
+    """The options that shape requests, as shell words for the command that re-records a miss.
+
+    Values of --env never appear (they may be keys): the command reads them from the shell.
+    """
+    words = [f"--stack-config={raw_target}"] if raw_target else []
+    if setup.name != setups.DEFAULT_SETUP:
+        words.append(f"--setup={setup.name}")
+    for name in ("text_model", "embedding_model"):
+        value, _ = _value(config, name)
+        if value:
+            words.append(f"--{name.replace('_', '-')}={value}")
+    if directory is not None:
+        words.append(f"--recordings-dir={directory}")
+    quoted = [shlex.quote(word) for word in words]
+    quoted += [f'--env={shlex.quote(name)}="${name}"' for name in sorted(explicit_env)]
+    return tuple(quoted)
 
 
 def _recordings_dir(config: pytest.Config) -> tuple[Path, bool]:
@@ -126,14 +158,13 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         startup_timeout = float(timeout or DEFAULT_STARTUP_TIMEOUT)
     except ValueError:
         raise pytest.UsageError(f"{timeout_source}={timeout!r}: expected seconds") from None
-    stack_env = _stack_env(config, setup)
+    explicit_env = _explicit_env(config)
+    stack_env = {**os.environ, **setup.env_defaults(os.environ), **explicit_env}
     text_model = _value(config, "text_model")[0] or setup.text_model
     embedding_model = _value(config, "embedding_model")[0] or setup.embedding_model
-    record_args = [f"--stack-config={raw_target}"] if raw_target else []
-    if setup.name != setups.DEFAULT_SETUP:
-        record_args.append(f"--setup={setup.name}")
-    if dir_given:
-        record_args.append(f"--recordings-dir={directory}")
+    record_args = _record_args(
+        config, raw_target, setup, directory if dir_given else None, explicit_env
+    )
     run_config = None
     if isinstance(target, LibraryTarget | ProvidersTarget):
         run_config = load_run_config_for(target, stack_env)
@@ -162,7 +193,7 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         startup_timeout=startup_timeout,
         work_dir=work_dir,
         owns_work_dir=owns_work_dir,
-        record_args=tuple(record_args),
+        record_args=record_args,
         run_config=run_config,
     )
 

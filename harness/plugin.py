@@ -286,9 +286,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if options is None or collector is None:
         return report
     error = call.excinfo.value if call.excinfo is not None else None
-    misses = reporting.misses_for(collector.misses, error, options)
-    collector.misses.clear()
-    if misses:
+    misses, collector.misses = collector.misses, []
+    raised = reporting.raised_miss(error, options)
+    if raised is not None and not misses:
+        reporting.show_misses(report, [raised], options, raised=True)
+    elif misses:
         reporting.show_misses(report, misses, options)
     return report
 

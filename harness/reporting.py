@@ -47,19 +47,17 @@ class MissCollector:
         self.misses.append(miss or {"fingerprint": response.headers[RECORDING_MISS_HEADER]})
 
 
-def misses_for(
-    collected: list[dict[str, Any]], error: BaseException | None, options: HarnessOptions
-) -> list[dict[str, Any]]:
-    """The misses behind one test phase: those the stack reported, else the one it raised."""
-    if collected or error is None:
-        return list(collected)
+def raised_miss(error: BaseException | None, options: HarnessOptions) -> dict[str, Any] | None:
+    """The replay miss a test phase failed with (also wrapped by an SDK), or None."""
+    if error is None:
+        return None
     if isinstance(options.target, UrlTarget):
         from harness.recording.cassettes import miss_from
 
         raised = miss_from(error, options.recording)
     else:
         raised = find_in_chain(error, ReplayMissError)
-    return [raised.miss] if raised is not None else []
+    return raised.miss if raised is not None else None
 
 
 def miss_text(miss: dict[str, Any], options: HarnessOptions) -> str:
@@ -72,11 +70,22 @@ def miss_text(miss: dict[str, Any], options: HarnessOptions) -> str:
     return format_miss({**miss, "command": command})
 
 
-def show_misses(report: pytest.TestReport, misses: list[dict[str, Any]], options: HarnessOptions):
-    """Fail the report with the misses' diagnostics (a test that caught the error fails too)."""
+def show_misses(
+    report: pytest.TestReport,
+    misses: list[dict[str, Any]],
+    options: HarnessOptions,
+    *,
+    raised: bool = False,
+) -> None:
+    """Fail the report with the misses' diagnostics (a test that caught the error fails too).
+
+    When the test failed with the miss itself, the diagnostic replaces the traceback: the
+    recording library's own message (vcrpy's advice to change its record mode) would only
+    contradict it.
+    """
     text = "\n\n".join(miss_text(miss, options) for miss in misses)
     title = f"stack-harness: replay miss ({len(misses)})"
-    if report.passed:
+    if raised or report.passed:
         report.outcome = "failed"
         report.longrepr = f"{title}: the stack had no recording for a request\n\n{text}"
     elif hasattr(report.longrepr, "addsection"):

@@ -32,6 +32,7 @@ FORMS = (
      "inference=ollama,prompts=kv_sqlite"),
 )  # fmt: skip
 
+_ALMOST_URL = re.compile(r"^https?(?::/?|//)", re.IGNORECASE)  # http//x, http:/x, https:x
 _PROVIDER_PAIR = re.compile(r"^[a-z][a-z0-9_]*=[A-Za-z0-9_.:\-]+$")
 
 
@@ -160,6 +161,8 @@ def parse_stack_config(value: str, env: Mapping[str, str] | None = None) -> Stac
         return _parse_url(text)
     if scheme:
         raise _malformed(value, f"URL scheme {scheme!r} is not supported (use http or https)")
+    if _ALMOST_URL.match(text):
+        raise _malformed(value, "it looks like a URL but is not one; write http://host:port")
     if "=" in text:
         return _parse_providers(text)
     if ":" in text and not Path(text).exists():

@@ -49,9 +49,15 @@ def diff_requests(recorded: dict[str, Any], requested: dict[str, Any]) -> list[d
 
 
 def record_command(test_id: str, options: Sequence[str] = ()) -> str:
-    """The shell command that records a test's missing recordings, with the session's options."""
-    words = [f"{MODE_ENV}=record-if-missing", "pytest", *([test_id] if test_id else []), *options]
-    return " ".join(shlex.quote(w) if i else w for i, w in enumerate(words))
+    """The shell command that records a test's missing recordings.
+
+    `options` are shell words (already quoted) that repeat the session's request-shaping
+    options, so the command records the very request that missed.
+    """
+    words = [f"{MODE_ENV}=record-if-missing", "pytest"]
+    if test_id:
+        words.append(shlex.quote(test_id))
+    return " ".join([*words, *options])
 
 
 def build_miss(

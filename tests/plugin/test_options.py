@@ -47,6 +47,18 @@ def test_stack_config_flag_beats_environment_beats_ini(inner, monkeypatch):
     )
 
 
+def test_an_empty_stack_config_flag_is_a_usage_error_not_the_ini_value(inner):
+    inner.makeini("[pytest]\nstack_config = http://from-ini:1\n")
+
+    result = inner.runpytest_inprocess("--stack-config=")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--stack-config='' is not valid: it is empty*"])
+    result = inner.runpytest_inprocess("--text-model=", "--stack-config=http://h:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--text-model= is empty: give it a value or leave it out*"])
+
+
 def test_unknown_mode_in_the_environment_lists_the_four_modes(inner, monkeypatch):
     monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "replay-ish")
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
+from tests.fakes.provider import FakeProvider
 from tests.support.processes import free_port
 from tests.support.projects import CHAT_TESTS
 
@@ -79,3 +83,29 @@ def test_running_the_printed_command_records_the_miss_and_replay_passes(project,
 
     replayed.assert_outcomes(passed=1)
     replayed.stdout.fnmatch_lines(["*recordings 2 used, 0 recorded, 0 missed*"])
+
+
+def test_the_printed_command_repeats_every_option_that_shapes_the_request(project, monkeypatch):
+    with FakeProvider(models=["llama3.2:3b", "tiny:1b"]) as fake:
+        monkeypatch.setenv("OLLAMA_URL", fake.base_url)
+        args = ["--stack-config=run.yaml", "--text-model=ollama/tiny:1b", "--env=EXTRA=secret-x"]
+        missed = project.runpytest_subprocess(*args, "test_chat.py::test_chat")
+        missed.assert_outcomes(failed=1)
+        line = [x for x in missed.stdout.lines if "to record it:" in x and "--stack" in x][0]
+        command = line.split("to record it:", 1)[1].strip()
+        assert "--text-model=ollama/tiny:1b" in command
+        assert "secret-x" not in command and '--env=EXTRA="$EXTRA"' in command
+
+        ran = subprocess.run(
+            command,
+            shell=True,
+            cwd=project.path,
+            env={**os.environ, "EXTRA": "secret-x"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    replayed = project.runpytest_subprocess(*args, "test_chat.py::test_chat")
+    replayed.assert_outcomes(passed=1)

@@ -73,6 +73,8 @@ def test_provider_pairs_accept_full_provider_types():
         ("localhost:8321", "neither 'server:...', a URL, nor an existing file"),
         ("inference=", "'inference=' is not an <api>=<provider> pair"),
         ("inference=ollama,inference=openai", "API 'inference' is given more than once"),
+        ("http//bad", "looks like a URL but is not one; write http://host:port"),
+        ("https:/host:8321", "looks like a URL but is not one"),
     ],
 )
 def test_malformed_value_names_the_reason_and_lists_the_five_forms(value, reason):
