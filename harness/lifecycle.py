@@ -84,7 +84,8 @@ class StackLifecycle:
         self._announce = announce
         self._handle: StackHandle | None = None
         self._lease: Any = None  # harness.server.ServerLease
-        self.origin = ""  # how this session got its stack, for the summary
+        self.origin = ""  # how this session got its stack
+        self.ending = ""  # what it did with the stack at the end, for the summary
         self.owns_usage_log = True  # False when another process's server writes elsewhere
 
     @property
@@ -102,14 +103,22 @@ class StackLifecycle:
             self._handle = self._open()
         return self._handle
 
-    def close(self) -> None:
-        """Stop what this session started; release what it shares. Safe to call twice."""
+    def close(self) -> str:
+        """Stop what this session started, let go of what it shares; say which. Idempotent."""
+        said = ""
         if self._handle is not None:
+            if self._handle.inprocess is not None:
+                said = "stopped the in-process stack"
+            elif isinstance(self.options.target, UrlTarget):
+                said = f"left the stack at {self._handle.base_url} to its owner"
             self._handle.close()
             self._handle = None
         if self._lease is not None:
-            self._lease.release()
+            said = self._lease.release()
             self._lease = None
+        if said:
+            self.ending = said
+        return said
 
     # -- one way per kind of target -----------------------------------------------------------
 
@@ -117,12 +126,14 @@ class StackLifecycle:
         target = self.options.target
         if isinstance(target, UrlTarget):
             self.origin = f"using the stack at {target.url} (recorded at the client layer)"
+            self._announce(self.origin)
             return StackHandle(base_url=target.url)
         if isinstance(target, ServerTarget):
             return StackHandle(base_url=self._acquire_server(target))
         assert isinstance(target, LibraryTarget | ProvidersTarget)
         self.origin = f"serving {target.describe().split(' ', 1)[1]} in-process"
         inprocess = self._start_inprocess()
+        self._announce(self.origin)
         return StackHandle(base_url=inprocess.base_url, inprocess=inprocess)
 
     def _acquire_server(self, target: ServerTarget) -> str:

@@ -154,6 +154,14 @@ def pytest_configure_node(node: Any) -> None:
     }
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Before the terminal summary (a hook wrapper that writes after us), so it can say what
+    # happened to the stack. Workers leave their controller's server alone.
+    lifecycle = session.config.stash.get(_LIFECYCLE, None)
+    if lifecycle is not None:
+        lifecycle.close()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     lifecycle = config.stash.get(_LIFECYCLE, None)
     if lifecycle is not None:

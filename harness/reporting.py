@@ -127,8 +127,8 @@ def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[st
         f"stack-harness: {options.target.describe()}, mode {options.mode}; "
         f"recordings {tally} ({options.recording.directory})"
     ]
-    if lifecycle.origin:
-        lines.append(f"stack-harness: {lifecycle.origin}")
+    if lifecycle.ending:
+        lines.append(f"stack-harness: {lifecycle.ending}")
     return lines
 
 

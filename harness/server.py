@@ -160,29 +160,37 @@ class ServerLease:
     _directory: Path
     released: bool = False
 
-    def release(self) -> None:
+    def release(self) -> str:
+        """Let go of the server; stop it if we were the last holder. Says what happened."""
         if self.released:
-            return
+            return "already released"
         self.released = True
         _open_leases.pop(id(self), None)
         if self.origin == ORIGIN_EXTERNAL or self.pid is None:
-            return
+            return (
+                f"left the stack on port {self.port} running (it was started outside the harness)"
+            )
         with _lock(self._directory, self.port, timeout=STOP_GRACE_SECONDS * 4):
             state = _read_state(self._directory, self.port)
             if state is None or state.get("pid") != self.pid:
                 # The state is gone (e.g. removed by hand): still stop what we know of.
                 if self.origin == ORIGIN_STARTED:
                     stop_process_group(self.pid)
-                return
+                    return f"stopped the stack server (pid {self.pid}) on port {self.port}"
+                return f"the stack server (pid {self.pid}) on port {self.port} is no longer ours"
             holders = [h for h in state.get("holders", []) if alive(h)]
             if os.getpid() in holders:
                 holders.remove(os.getpid())  # one reference: a process may hold several
             if holders:
                 state["holders"] = holders
                 _write_state(self._directory, self.port, state)
-                return
+                return (
+                    f"left the stack server (pid {self.pid}) on port {self.port} running for "
+                    f"{len(holders)} other test session(s) holding it; the last one stops it"
+                )
             stop_process_group(self.pid)
             _state_path(self._directory, self.port).unlink(missing_ok=True)
+            return f"stopped the stack server (pid {self.pid}) on port {self.port}"
 
 
 _open_leases: dict[int, ServerLease] = {}

@@ -41,6 +41,9 @@ def test_running_stack_is_reused_and_left_running(project, run_stack_server):
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([f"*reusing the stack already running on port {port}*"])
     assert "started the stack server" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [f"*left the stack on port {port} running (it was started outside*"]
+    )
     assert stack.poll() is None
     assert server.probe("127.0.0.1", port).state == "healthy"
 
@@ -86,7 +89,11 @@ def test_failing_session_stops_the_server_it_started(project):
     )
 
     result.assert_outcomes(failed=1)
-    assert wait_gone(started_pid(result.stdout.str()))
+    pid = started_pid(result.stdout.str())
+    assert wait_gone(pid)
+    # The summary says what became of the server, rather than repeating how it started.
+    assert result.stdout.str().count(f"started the stack server (pid {pid})") == 1
+    result.stdout.fnmatch_lines([f"stack-harness: stopped the stack server (pid {pid}) on port*"])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -146,7 +153,8 @@ def test_xdist_workers_share_one_server_and_both_record(project):
 
     result.assert_outcomes(passed=6)
     output = result.stdout.str()
-    assert output.count("started the stack server") == 2  # announced once, summarised once
+    assert output.count("started the stack server") == 1  # announced once
+    assert "stack-harness: stopped the stack server (pid" in output  # and what became of it
     workers = {
         test: worker
         for worker, test in re.findall(r"\[(gw\d)\] \[[ \d%]+\] PASSED test_many.py::(\w+)", output)
@@ -185,7 +193,13 @@ def test_two_sessions_on_one_port_share_the_server_until_the_last_ends(project):
             second = project.runpytest_subprocess(config, "test_health.py")
 
             second.assert_outcomes(passed=1)
-            second.stdout.fnmatch_lines([f"*sharing the stack server (pid {pid}) on port {port}*"])
+            second.stdout.fnmatch_lines(
+                [
+                    f"*sharing the stack server (pid {pid}) on port {port}*",
+                    f"stack-harness: left the stack server (pid {pid}) on port {port} running "
+                    "for 1 other test session(s) holding it*",
+                ]
+            )
             assert server.alive(pid)  # the first session still holds it
             interrupt(first)
         finally:
