@@ -87,15 +87,50 @@ class StackLifecycle:
         self.origin = ""  # how this session got its stack
         self.ending = ""  # what it did with the stack at the end, for the summary
         self.owns_usage_log = True  # False when another process's server writes elsewhere
+        self.dead: str | None = None  # set once the server is found dead mid-run
+        self._adopted_pid: int | None = None
 
     @property
     def base_url(self) -> str | None:
         return self._handle.base_url if self._handle else None
 
-    def adopt(self, base_url: str) -> None:
+    def adopt(self, base_url: str, pid: int | None) -> None:
         """An xdist worker: use the server its controller started or reused."""
         self._handle = StackHandle(base_url=base_url)
+        self._adopted_pid = pid
         self.owns_usage_log = False
+
+    @property
+    def server_pid(self) -> int | None:
+        return self._lease.pid if self._lease is not None else self._adopted_pid
+
+    def stack_gone(self) -> str | None:
+        """If the session's server died during the run: what happened and its log; else None.
+
+        Cheap (a signal-0 check, or one health probe for a server we did not start), so the
+        plugin asks only when a test has failed.
+        """
+        target = self.options.target
+        if self.dead is not None or not isinstance(target, ServerTarget) or self._handle is None:
+            return self.dead
+        from harness import server
+
+        pid = self.server_pid
+        if pid is not None:
+            if server.alive(pid):
+                return None
+            what = (
+                f"the stack server (pid {pid}) on port {target.port} {server.exit_description(pid)}"
+            )
+        elif server.probe("127.0.0.1", target.port, timeout=1.0).state == "healthy":
+            return None
+        else:
+            what = f"the stack on port {target.port} stopped answering"
+        log = server.log_path_for(target.port)
+        tail = server.log_tail(log) if pid is not None else "(its log is not ours to read)"
+        self.dead = f"{what} during the run.\nlast {server.LOG_TAIL_LINES} lines of {log}:\n{tail}"
+        self.ending = f"{what} during the run; see {log}"
+        return self.dead
 
     def stack(self) -> StackHandle:
         """The session's stack, started or reused on the first call; StackStartError if not."""
@@ -116,7 +151,7 @@ class StackLifecycle:
         if self._lease is not None:
             said = self._lease.release()
             self._lease = None
-        if said:
+        if said and self.dead is None:
             self.ending = said
         return said
 

@@ -103,7 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     lifecycle = StackLifecycle(options, partial(reporting.announce, config))
     if hasattr(config, "workerinput") and isinstance(options.target, ServerTarget):
-        lifecycle.adopt(config.workerinput[WORKER_KEY]["base_url"])
+        shared = config.workerinput[WORKER_KEY]
+        lifecycle.adopt(shared["base_url"], shared["server_pid"])
     config.stash[_OPTIONS] = options
     config.stash[_LIFECYCLE] = lifecycle
     config.stash[_COLLECTION] = reporting.Collection()
@@ -149,6 +150,7 @@ def pytest_configure_node(node: Any) -> None:
     options = node.config.stash[_OPTIONS]
     node.workerinput[WORKER_KEY] = {
         "base_url": node.config.stash[_LIFECYCLE].base_url,
+        "server_pid": node.config.stash[_LIFECYCLE].server_pid,
         "work_dir": str(options.work_dir),
         "usage_log": str(options.recording.usage_log),
     }
@@ -191,6 +193,9 @@ class _TestClientConfig:
 def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -> Any:
     """The test's attribution headers and miss collector; in URL mode, its cassette."""
     options = request.config.stash[_OPTIONS]
+    dead = request.config.stash[_LIFECYCLE].dead
+    if dead is not None:
+        pytest.fail(f"stack-harness: {dead.splitlines()[0]}", pytrace=False)
     collector = request.node.stash.setdefault(_MISSES, reporting.MissCollector())
     headers = attribution_headers(request.node.nodeid, uuid.uuid4().hex)
     client_config = _TestClientConfig(headers=headers, hooks={"response": [collector.on_response]})
@@ -300,6 +305,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reporting.show_misses(report, [raised], options, raised=True)
     elif misses:
         reporting.show_misses(report, misses, options)
+    lifecycle = item.config.stash[_LIFECYCLE]
+    if report.failed and lifecycle.dead is None and lifecycle.stack_gone() is not None:
+        reporting.show_stack_gone(report, lifecycle.dead)
+        item.session.shouldstop = f"stack-harness: {lifecycle.ending}"
     return report
 
 

@@ -94,6 +94,15 @@ def show_misses(
         report.sections.append((title, text))
 
 
+def show_stack_gone(report: pytest.TestReport, what: str) -> None:
+    """Say in the first test it broke that the stack server died, and how."""
+    title = "stack-harness: the stack is gone"
+    if hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection(title, what)
+    else:
+        report.sections.append((title, what))
+
+
 def announce(config: pytest.Config, message: str) -> None:
     """Write a line to the terminal now, even from inside a fixture with capture on."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -9,7 +9,9 @@ last holder to release it stops it. A server that was already running when nobod
 (started by hand) is reused and never stopped.
 
 The server runs in its own process group (so a terminal's Ctrl-C reaches pytest, which then
-stops it cleanly) and is stopped as a group: SIGTERM, then SIGKILL after 5 seconds.
+stops it cleanly) and is stopped as a group: SIGTERM, then SIGKILL after 5 seconds. Its command
+runs under `harness.supervisor`, which ends it once no live session holds it, so a session
+killed outright leaves no server behind for more than a few seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -131,6 +134,20 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def exit_description(pid: int) -> str:
+    """How a server process ended: its exit code or signal when it was our child."""
+    child = _children.get(pid)
+    code = child.poll() if child is not None else None
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def state_dir() -> Path:
     """Per-user directory holding one lock and one state file per port."""
     uid = os.getuid() if hasattr(os, "getuid") else "user"
@@ -170,8 +187,8 @@ class ServerLease:
             return (
                 f"left the stack on port {self.port} running (it was started outside the harness)"
             )
-        with _lock(self._directory, self.port, timeout=STOP_GRACE_SECONDS * 4):
-            state = _read_state(self._directory, self.port)
+        with port_lock(self._directory, self.port, timeout=STOP_GRACE_SECONDS * 4):
+            state = read_state(self._directory, self.port)
             if state is None or state.get("pid") != self.pid:
                 # The state is gone (e.g. removed by hand): still stop what we know of.
                 if self.origin == ORIGIN_STARTED:
@@ -183,13 +200,13 @@ class ServerLease:
                 holders.remove(os.getpid())  # one reference: a process may hold several
             if holders:
                 state["holders"] = holders
-                _write_state(self._directory, self.port, state)
+                write_state(self._directory, self.port, state)
                 return (
                     f"left the stack server (pid {self.pid}) on port {self.port} running for "
                     f"{len(holders)} other test session(s) holding it; the last one stops it"
                 )
             stop_process_group(self.pid)
-            _state_path(self._directory, self.port).unlink(missing_ok=True)
+            state_path(self._directory, self.port).unlink(missing_ok=True)
             return f"stopped the stack server (pid {self.pid}) on port {self.port}"
 
 
@@ -204,23 +221,23 @@ def _release_forgotten_leases() -> None:
             lease.release()
 
 
-def _state_path(directory: Path, port: int) -> Path:
+def state_path(directory: Path, port: int) -> Path:
     return directory / f"port-{port}.json"
 
 
-def _lock(directory: Path, port: int, timeout: float) -> FileLock:
+def port_lock(directory: Path, port: int, timeout: float) -> FileLock:
     return FileLock(str(directory / f"port-{port}.lock"), timeout=timeout)
 
 
-def _read_state(directory: Path, port: int) -> dict | None:
+def read_state(directory: Path, port: int) -> dict | None:
     try:
-        return json.loads(_state_path(directory, port).read_text())
+        return json.loads(state_path(directory, port).read_text())
     except (OSError, ValueError):
         return None
 
 
-def _write_state(directory: Path, port: int, state: dict) -> None:
-    path = _state_path(directory, port)
+def write_state(directory: Path, port: int, state: dict) -> None:
+    path = state_path(directory, port)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
     os.replace(tmp, path)
@@ -242,7 +259,7 @@ def _lease(spec: ServerSpec, directory: Path, origin: str, pid: int | None, log:
 def acquire(spec: ServerSpec, directory: Path | None = None) -> ServerLease:
     """Reuse the stack on `spec.port` or start one; raise `StackServerError` when neither works."""
     directory = directory or state_dir()
-    lock = _lock(directory, spec.port, timeout=spec.startup_timeout + 3 * STOP_GRACE_SECONDS)
+    lock = port_lock(directory, spec.port, timeout=spec.startup_timeout + 3 * STOP_GRACE_SECONDS)
     try:
         lock.acquire()
     except Timeout:
@@ -257,9 +274,9 @@ def acquire(spec: ServerSpec, directory: Path | None = None) -> ServerLease:
 
 
 def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
-    state = _read_state(directory, spec.port)
+    state = read_state(directory, spec.port)
     if state is not None and not alive(int(state.get("pid", 0))):
-        _state_path(directory, spec.port).unlink(missing_ok=True)
+        state_path(directory, spec.port).unlink(missing_ok=True)
         state = None
     found = probe(spec.host, spec.port)
     if state is not None:
@@ -274,7 +291,7 @@ def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
         if found.state == "healthy" and (holders or same_settings):
             # Shared with a running session, or adopted from one that was killed.
             state["holders"] = [*holders, os.getpid()]
-            _write_state(directory, spec.port, state)
+            write_state(directory, spec.port, state)
             return _lease(spec, directory, ORIGIN_SHARED, state["pid"], state.get("log"))
         if holders:
             raise StackServerError(
@@ -284,7 +301,7 @@ def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
             )
         # A harness server nobody holds any more, unhealthy or with other settings: replace it.
         stop_process_group(int(state["pid"]))
-        _state_path(directory, spec.port).unlink(missing_ok=True)
+        state_path(directory, spec.port).unlink(missing_ok=True)
         found = probe(spec.host, spec.port)
     if found.state == "healthy":
         return _lease(spec, directory, ORIGIN_EXTERNAL, None, None)
@@ -299,9 +316,13 @@ def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
 
 def _start(spec: ServerSpec, directory: Path) -> ServerLease:
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    # Isolated (-I): the supervisor must not load what the command's environment adds to
+    # Python's path (a bootstrap meant for the stack), only harness and its dependencies.
+    supervised = [sys.executable, "-I", "-m", "harness.supervisor", "--state-dir", str(directory)]
+    supervised += ["--port", str(spec.port), "--", *spec.command]
     with open(spec.log_path, "wb") as log:
         process = subprocess.Popen(
-            list(spec.command),
+            supervised,
             env=dict(spec.env),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -316,7 +337,7 @@ def _start(spec: ServerSpec, directory: Path) -> ServerLease:
         "signature": dict(spec.signature),
         "command": list(spec.command),
     }
-    _write_state(directory, spec.port, state)
+    write_state(directory, spec.port, state)
     lease = _lease(spec, directory, ORIGIN_STARTED, process.pid, str(spec.log_path))
     try:
         _wait_healthy(spec, process)
@@ -324,7 +345,7 @@ def _start(spec: ServerSpec, directory: Path) -> ServerLease:
         lease.released = True
         _open_leases.pop(id(lease), None)
         stop_process_group(process.pid)
-        _state_path(directory, spec.port).unlink(missing_ok=True)
+        state_path(directory, spec.port).unlink(missing_ok=True)
         raise
     logger.info("started stack server pid %d on port %d", process.pid, spec.port)
     return lease

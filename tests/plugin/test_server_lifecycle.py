@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -224,3 +225,85 @@ def test_server_gets_env_options_and_the_setup_defaults(project, monkeypatch, tm
     assert (stores / "kvstore.db").exists()
     log = server.log_path_for(port).read_text()
     assert "url: http://localhost:11434" in log  # the ollama setup's default OLLAMA_URL
+
+
+DIES_MID_RUN = """
+import pathlib, time
+
+def test_first(http_client):
+    pathlib.Path("in-test").write_text("")
+    while not pathlib.Path("go").exists():
+        time.sleep(0.02)
+    assert http_client.get("/v1/health").status_code == 200
+
+def test_second(http_client):
+    assert http_client.get("/v1/health").status_code == 200
+
+def test_third(http_client):
+    assert http_client.get("/v1/health").status_code == 200
+"""
+
+
+def test_a_stack_that_dies_mid_run_is_named_once_and_the_session_stops(project):
+    project.makepyfile(test_dies=DIES_MID_RUN)
+    port = free_port()
+    output = project.path / "inner-output.txt"
+    with output.open("wb") as sink:
+        inner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "test_dies.py",
+                f"--stack-config=server:run.yaml:{port}",
+            ],
+            cwd=project.path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (project.path / "in-test").exists():
+                assert inner.poll() is None and time.monotonic() < deadline, output.read_text()
+                time.sleep(0.02)
+            pid = started_pid(output.read_text())
+            os.kill(pid, signal.SIGKILL)
+            assert wait_gone(pid)
+            (project.path / "go").write_text("")
+            inner.wait(timeout=60)
+        finally:
+            interrupt(inner)
+
+    text = output.read_text()
+    assert inner.returncode != 0
+    assert f"the stack server (pid {pid}) on port {port} was killed by signal SIGKILL" in text
+    assert "stack-harness: the stack is gone" in text and "last 40 lines of" in text
+    assert "1 failed" in text and "test_third" not in text.split("short test summary")[-1]
+    assert text.count("ConnectError") < 10
+    summary = text.split("short test summary")[0].splitlines()[-3:]
+    assert any("was killed by signal SIGKILL during the run" in line for line in summary), text
+
+
+def test_a_server_outlives_a_killed_pytest_by_a_few_seconds_only(project):
+    project.makepyfile(test_slow=SLOW_TEST)
+    output = project.path / "inner-output.txt"
+    with output.open("wb") as sink:
+        inner = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "test_slow.py"]
+            + [f"--stack-config=server:run.yaml:{free_port()}"],
+            cwd=project.path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (project.path / "in-test").exists():
+                assert inner.poll() is None and time.monotonic() < deadline, output.read_text()
+                time.sleep(0.02)
+            pid = started_pid(output.read_text())
+            inner.kill()  # SIGKILL: pytest cannot stop its server
+            inner.wait(timeout=10)
+        finally:
+            interrupt(inner)
+
+    assert wait_gone(pid, timeout=10)

@@ -210,12 +210,12 @@ def test_alive_is_false_for_an_exited_process():
 def test_an_unhealthy_server_another_session_holds_is_reported_not_killed(make_spec, state):
     spec = make_spec(free_port())
     lease = server.acquire(spec, state)
-    os.kill(lease.pid, signal.SIGSTOP)  # alive but not answering
+    os.killpg(lease.pid, signal.SIGSTOP)  # alive but not answering (the whole group)
     try:
         with pytest.raises(StackServerError, match="started by another test session that still"):
             server.acquire(spec, state)
         assert server.alive(lease.pid)
     finally:
-        os.kill(lease.pid, signal.SIGCONT)
+        os.killpg(lease.pid, signal.SIGCONT)
         lease.release()
     assert wait_gone(lease.pid)
