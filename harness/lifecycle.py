@@ -10,14 +10,18 @@ workers exist. This module knows pytest only through the `announce` callback it 
 
 from __future__ import annotations
 
+import os
+import shlex
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.options import HarnessOptions
+from harness.recording.modes import USER_ONLY_ENV, Mode
 from harness.targets import LibraryTarget, ProvidersTarget, ServerTarget, UrlTarget
 
 
@@ -176,19 +180,32 @@ class StackLifecycle:
 
         options = self.options
         settings = options.recording
+        env = stack_environment(options)
+        bootstrap_report = None
+        if not options.runs_reference_stack and settings.mode is not Mode.LIVE:
+            from harness import bootstrap
+
+            bootstrap_report = server.state_dir() / f"stack-server-{target.port}.bootstrap"
+            directory = bootstrap.prepare(server.state_dir())
+            env = bootstrap.environment(directory, bootstrap_report, env)
+        command = stack_command(options.stack_command, target)
         spec = server.ServerSpec(
-            command=[sys.executable, "-m", "harness.cli", "stack", "run", target.config]
-            + ["--port", str(target.port)],
+            command=command,
             port=target.port,
-            env={**options.stack_env, **settings.to_env(), "PYTHONUNBUFFERED": "1"},
+            env=env,
             log_path=server.log_path_for(target.port),
             startup_timeout=options.startup_timeout,
             signature={
+                "command": options.stack_command,
                 "config": target.config,
                 "mode": str(settings.mode),
                 "recordings": str(settings.directory),
                 "pace": repr(float(settings.pace)),
             },
+            reuse_unknown=settings.mode is Mode.LIVE,
+            before_start=(lambda: bootstrap_report.unlink(missing_ok=True))
+            if bootstrap_report
+            else None,
         )
         _trap_sigterm()
         try:
@@ -196,14 +213,21 @@ class StackLifecycle:
         except server.StackServerError as exc:
             raise StackStartError(str(exc)) from None
         self._lease = lease
+        if bootstrap_report is not None and lease.origin == server.ORIGIN_STARTED:
+            from harness import bootstrap
+
+            problem = bootstrap.attach_problem(bootstrap_report, shlex.join(command))
+            if problem is not None:
+                self.close()
+                raise StackStartError(problem)
         self.owns_usage_log = lease.origin == server.ORIGIN_STARTED
         self.origin = {
             server.ORIGIN_STARTED: f"started the stack server (pid {lease.pid}) on port "
             f"{lease.port}; log: {lease.log_path}",
             server.ORIGIN_SHARED: f"sharing the stack server (pid {lease.pid}) on port "
             f"{lease.port} started by another test session",
-            server.ORIGIN_EXTERNAL: f"reusing the stack already running on port {lease.port} "
-            "(left running; its recording settings are the ones it was started with)",
+            server.ORIGIN_EXTERNAL: f"using the stack already running on port {lease.port} as "
+            "it is (live mode: nothing is recorded)",
         }[lease.origin]
         self._announce(self.origin)
         return lease.base_url
@@ -217,6 +241,29 @@ class StackLifecycle:
             return InProcessStack(app).start(timeout=self.options.startup_timeout)
         except Exception as exc:
             raise StackStartError(f"the in-process stack failed to start: {exc}") from exc
+
+
+def stack_command(template: str, target: ServerTarget) -> list[str]:
+    """The argv of a stack command template: split shell-style, then each word filled in.
+
+    An existing run.yaml is passed as an absolute path. A bare program name is looked up next
+    to the running Python first (so `harness` is this installation's, activated or not),
+    then on PATH.
+    """
+    config = target.config
+    if Path(config).expanduser().is_file():
+        config = str(Path(config).expanduser().resolve())
+    words = [w.format(config=config, port=target.port) for w in shlex.split(template)]
+    beside = Path(sys.executable).parent / words[0]
+    if os.sep not in words[0] and beside.is_file() and os.access(beside, os.X_OK):
+        words[0] = str(beside)
+    return words
+
+
+def stack_environment(options: HarnessOptions) -> dict[str, str]:
+    """What a started stack sees: the stack env, our settings, never Llama Stack's test vars."""
+    env = {k: v for k, v in options.stack_env.items() if k not in USER_ONLY_ENV}
+    return {**env, **options.recording.to_env(), "PYTHONUNBUFFERED": "1"}
 
 
 def _trap_sigterm() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import string
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -39,6 +40,9 @@ from harness.targets import (
 )
 
 STACK_CONFIG_ENV = "LLAMA_STACK_CONFIG"
+STACK_COMMAND_ENV = "LLAMA_STACK_TEST_STACK_COMMAND"
+DEFAULT_STACK_COMMAND = "harness stack run {config} --port {port}"
+COMMAND_FIELDS = ("config", "port")
 WORKER_KEY = "stack_harness"  # xdist workerinput key: what the controller shares
 DEFAULT_STARTUP_TIMEOUT = 60.0
 _FLAGS = {"stack_setup": "--setup"}
@@ -49,6 +53,7 @@ class HarnessOptions:
     """Everything the plugin needs to know about the session's settings."""
 
     target: StackTarget | None
+    stack_command: str  # the command template a server target starts ({config}, {port})
     recording: RecordingSettings
     setup: setups.Setup
     stack_env: Mapping[str, str]  # the environment the stack sees (setup defaults, --env)
@@ -63,6 +68,11 @@ class HarnessOptions:
     @property
     def mode(self) -> Mode:
         return self.recording.mode
+
+    @property
+    def runs_reference_stack(self) -> bool:
+        """True when a server target runs this project's own stack, not a foreign command."""
+        return self.stack_command == DEFAULT_STACK_COMMAND
 
 
 def _value(config: pytest.Config, name: str, env: str | None = None) -> tuple[Any, str]:
@@ -103,6 +113,7 @@ def _record_args(
     setup: setups.Setup,
     directory: Path | None,
     explicit_env: Mapping[str, str],
+    stack_command: str | None,
 ) -> tuple[str, ...]:
     """The options that shape requests, as shell words for the command that re-records a miss.
 
@@ -117,9 +128,32 @@ def _record_args(
             words.append(f"--{name.replace('_', '-')}={value}")
     if directory is not None:
         words.append(f"--recordings-dir={directory}")
+    if stack_command is not None:
+        words.append(f"--stack-command={stack_command}")
     quoted = [shlex.quote(word) for word in words]
     quoted += [f'--env={shlex.quote(name)}="${name}"' for name in sorted(explicit_env)]
     return tuple(quoted)
+
+
+def _stack_command(config: pytest.Config, setup: setups.Setup) -> tuple[str, bool]:
+    """The stack command template, checked, and whether it was given explicitly."""
+    raw, source = _value(config, "stack_command", STACK_COMMAND_ENV)
+    template = raw or setup.stack_command or DEFAULT_STACK_COMMAND
+    where = source or (f"setup {setup.name}" if setup.stack_command else "the default")
+    try:
+        words = shlex.split(template)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--stack-command {template!r} ({where}): {exc}") from None
+    fields = {name for word in words for _, name, _, _ in string.Formatter().parse(word) if name}
+    unknown = sorted(fields - set(COMMAND_FIELDS))
+    if not words or "port" not in fields or unknown:
+        problem = f"unknown field(s) {unknown}" if unknown else "it must contain {port}"
+        raise pytest.UsageError(
+            f"--stack-command {template!r} ({where}): {problem}; a command template may use "
+            "{config} (the run config or distribution) and {port}, e.g. "
+            "--stack-command='llama stack run {config} --port {port}'"
+        )
+    return template, bool(raw)
 
 
 def _recordings_dir(config: pytest.Config) -> tuple[Path, bool]:
@@ -162,15 +196,26 @@ def resolve(config: pytest.Config) -> HarnessOptions:
     stack_env = {**os.environ, **setup.env_defaults(os.environ), **explicit_env}
     text_model = _value(config, "text_model")[0] or setup.text_model
     embedding_model = _value(config, "embedding_model")[0] or setup.embedding_model
+    if mode is Mode.REPLAY:  # replay never reaches a provider, but stacks insist on a key
+        for name in setups.key_variables(setup, [text_model, embedding_model]):
+            if not stack_env.get(name):
+                stack_env[name] = setups.REPLAY_KEY_PLACEHOLDER
+    stack_command, command_given = _stack_command(config, setup)
     record_args = _record_args(
-        config, raw_target, setup, directory if dir_given else None, explicit_env
+        config,
+        raw_target,
+        setup,
+        directory if dir_given else None,
+        explicit_env,
+        stack_command if command_given else None,
     )
     run_config = None
     if isinstance(target, LibraryTarget | ProvidersTarget):
         run_config = load_run_config_for(target, stack_env)
-    elif isinstance(target, ServerTarget):
+    elif isinstance(target, ServerTarget) and stack_command == DEFAULT_STACK_COMMAND:
         # The server validates its own config; here only check it exists. Parsing it (and
-        # importing yaml) waits for a test that asks for it: reuse must stay cheap.
+        # importing yaml) waits for a test that asks for it: reuse must stay cheap. A foreign
+        # stack command resolves its config itself.
         from harness.stack.config import resolve_run_config_path
 
         resolve_run_config_path(target.config)
@@ -185,6 +230,7 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         )
     return HarnessOptions(
         target=target,
+        stack_command=stack_command,
         recording=RecordingSettings(mode=mode, directory=directory, pace=pace, usage_log=usage_log),
         setup=setup,
         stack_env=stack_env,

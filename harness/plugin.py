@@ -88,6 +88,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
     )
     add(
+        "--stack-command",
+        "stack_command",
+        "the command that serves a server:<config> target, a template with {config} and {port}, "
+        "run without a shell (also $LLAMA_STACK_TEST_STACK_COMMAND); default: "
+        "'harness stack run {config} --port {port}', e.g. 'llama stack run {config} --port {port}'",
+    )
+    add(
         "--setup",
         "stack_setup",
         f"provider env defaults and default models ({setups.help_text()}); default ollama",

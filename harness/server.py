@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,10 @@ class ServerSpec:
     # Settings a harness-started server was started with (e.g. recording mode and directory).
     # Another session may share it only with equal settings.
     signature: Mapping[str, str] = field(default_factory=dict)
+    # Whether a healthy stack the harness did not start may be used as is. Its recording
+    # settings are unknown, so only a session that records nothing (live) may use it.
+    reuse_unknown: bool = False
+    before_start: Callable[[], None] | None = None  # runs under the port lock, just before
 
     @property
     def base_url(self) -> str:
@@ -304,7 +308,9 @@ def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
         state_path(directory, spec.port).unlink(missing_ok=True)
         found = probe(spec.host, spec.port)
     if found.state == "healthy":
-        return _lease(spec, directory, ORIGIN_EXTERNAL, None, None)
+        if spec.reuse_unknown:
+            return _lease(spec, directory, ORIGIN_EXTERNAL, None, None)
+        raise StackServerError(_unknown_stack_message(spec.port))
     if found.state == "other":
         raise StackServerError(
             f"port {spec.port} is taken by something that is not a healthy stack: "
@@ -314,8 +320,52 @@ def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
     return _start(spec, directory)
 
 
+def _unknown_stack_message(port: int) -> str:
+    listener = listener_of(port)
+    what = f" (pid {listener[0]}: {listener[1]})" if listener else ""
+    stop = f"Stop it (kill {listener[0]})" if listener else "Stop it"
+    return (
+        f"port {port} already serves a healthy stack{what} that the harness did not start, so "
+        "this session cannot know whether or how it records. "
+        f"{stop}, or use another port, e.g. --stack-config=server:<config>:{port + 1}. "
+        "With --inference-mode=live it is used as it is."
+    )
+
+
+def listener_of(port: int) -> tuple[int, str] | None:
+    """The pid and command line of the process listening on a local TCP port (Linux; else None)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                return int(proc.name), cmdline.decode("utf-8", "replace")
+        except OSError:
+            continue
+    return None
+
+
 def _start(spec: ServerSpec, directory: Path) -> ServerLease:
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    if spec.before_start is not None:
+        spec.before_start()
     # Isolated (-I): the supervisor must not load what the command's environment adds to
     # Python's path (a bootstrap meant for the stack), only harness and its dependencies.
     supervised = [sys.executable, "-I", "-m", "harness.supervisor", "--state-dir", str(directory)]

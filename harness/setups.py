@@ -20,6 +20,20 @@ class SetupError(ValueError):
     """An unknown setup name; the message lists the valid ones."""
 
 
+# The variable that carries the API key of each hosted provider, by model-id prefix.
+PROVIDER_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "openai": "OPENAI_API_KEY",
+        "anthropic": "ANTHROPIC_API_KEY",
+        "gemini": "GEMINI_API_KEY",
+        "groq": "GROQ_API_KEY",
+        "together": "TOGETHER_API_KEY",
+        "fireworks": "FIREWORKS_API_KEY",
+    }
+)
+REPLAY_KEY_PLACEHOLDER = "replay-needs-no-key"
+
+
 @dataclass(frozen=True)
 class Setup:
     name: str
@@ -27,10 +41,22 @@ class Setup:
     env: Mapping[str, str] = field(default_factory=dict)
     text_model: str | None = None
     embedding_model: str | None = None
+    keys: tuple[str, ...] = ()  # the API-key variables its provider needs to record
+    stack_command: str | None = None  # the --stack-command it runs, if not the reference stack
 
     def env_defaults(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The setup's variables that `environ` does not already set (an empty value is unset)."""
         return {key: value for key, value in self.env.items() if not environ.get(key)}
+
+
+def key_variables(setup: Setup, models: list[str | None]) -> list[str]:
+    """The API-key variables a run needs: the setup's, and those of its models' providers."""
+    names = list(setup.keys)
+    for model in models:
+        prefix = (model or "").split("/", 1)[0]
+        if prefix in PROVIDER_KEYS and PROVIDER_KEYS[prefix] not in names:
+            names.append(PROVIDER_KEYS[prefix])
+    return names
 
 
 SETUPS: Mapping[str, Setup] = MappingProxyType(
@@ -51,10 +77,10 @@ SETUPS: Mapping[str, Setup] = MappingProxyType(
         ),
         "openai": Setup(
             name="openai",
-            description="OpenAI; OPENAI_API_KEY gets a placeholder when unset (enough to replay)",
-            env=MappingProxyType({"OPENAI_API_KEY": "sk-replay-placeholder"}),
+            description="OpenAI at OPENAI_BASE_URL with OPENAI_API_KEY (not needed to replay)",
             text_model="openai/gpt-4o-mini",
             embedding_model="openai/text-embedding-3-small",
+            keys=("OPENAI_API_KEY",),
         ),
     }
 )

@@ -1,8 +1,11 @@
 """Inference modes and the settings that select them.
 
-Settings travel from the pytest process to a stack server process through environment
-variables only (names fixed in one place here), so a server started by hand with the same
-variables behaves exactly like one started by the plugin.
+Users choose with Llama Stack's variables (``LLAMA_STACK_TEST_INFERENCE_MODE``, ...). Settings
+travel from the pytest process to a stack server process under the harness's own names
+(``HARNESS_RECORDING_*``), because Llama Stack turns on its own recorder when it sees its
+variables: the plugin never passes those to a stack. A server started by hand reads the
+harness names first and falls back to Llama Stack's, so
+``LLAMA_STACK_TEST_INFERENCE_MODE=record harness stack run starter`` records as expected.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ MODE_ENV = "LLAMA_STACK_TEST_INFERENCE_MODE"
 DIR_ENV = "LLAMA_STACK_TEST_RECORDING_DIR"
 PACE_ENV = "LLAMA_STACK_TEST_REPLAY_PACE"
 USAGE_LOG_ENV = "HARNESS_RECORDING_USAGE_LOG"
+# What the plugin hands a stack process (see the module docstring).
+SERVER_MODE_ENV = "HARNESS_RECORDING_MODE"
+SERVER_DIR_ENV = "HARNESS_RECORDING_DIR"
+SERVER_PACE_ENV = "HARNESS_REPLAY_PACE"
+USER_ONLY_ENV = (MODE_ENV, DIR_ENV, PACE_ENV)
 DEFAULT_DIRECTORY = "recordings"
 
 
@@ -71,13 +79,20 @@ class RecordingSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> RecordingSettings | None:
         """Settings from the environment; None when no mode is set (a stack run by hand is live)."""
-        raw_mode = env.get(MODE_ENV, "").strip()
+
+        def read(server_name: str, user_name: str) -> tuple[str, str]:
+            for name in (server_name, user_name):
+                if env.get(name, "").strip():
+                    return env[name].strip(), name
+            return "", user_name
+
+        raw_mode, mode_source = read(SERVER_MODE_ENV, MODE_ENV)
         if not raw_mode:
             return None
-        mode = parse_mode(raw_mode)
-        directory = Path(env.get(DIR_ENV, "").strip() or DEFAULT_DIRECTORY).absolute()
-        raw_pace = env.get(PACE_ENV, "").strip()
-        pace = parse_pace(raw_pace) if raw_pace else 0.0
+        mode = parse_mode(raw_mode, source=mode_source)
+        directory = Path(read(SERVER_DIR_ENV, DIR_ENV)[0] or DEFAULT_DIRECTORY).absolute()
+        raw_pace, pace_source = read(SERVER_PACE_ENV, PACE_ENV)
+        pace = parse_pace(raw_pace, source=pace_source) if raw_pace else 0.0
         raw_log = env.get(USAGE_LOG_ENV, "").strip()
         usage_log = Path(raw_log).absolute() if raw_log else None
         return cls(mode=mode, directory=directory, pace=pace, usage_log=usage_log)
@@ -85,9 +100,9 @@ class RecordingSettings:
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a subprocess."""
         env = {
-            MODE_ENV: self.mode.value,
-            DIR_ENV: str(self.directory),
-            PACE_ENV: repr(float(self.pace)),
+            SERVER_MODE_ENV: self.mode.value,
+            SERVER_DIR_ENV: str(self.directory),
+            SERVER_PACE_ENV: repr(float(self.pace)),
         }
         if self.usage_log is not None:
             env[USAGE_LOG_ENV] = str(self.usage_log)

@@ -142,10 +142,10 @@ def test_env_option_must_be_key_equals_value(inner):
 def test_setup_env_defaults_never_override_a_value_already_set():
     from harness.setups import get_setup
 
-    openai = get_setup("openai")
+    ollama = get_setup("ollama")
 
-    assert openai.env_defaults({}) == {"OPENAI_API_KEY": "sk-replay-placeholder"}
-    assert openai.env_defaults({"OPENAI_API_KEY": "sk-real"}) == {}
+    assert ollama.env_defaults({}) == {"OLLAMA_URL": "http://localhost:11434"}
+    assert ollama.env_defaults({"OLLAMA_URL": "http://gpu-box:11434"}) == {}
     assert get_setup("vllm").env_defaults({}) == {"VLLM_URL": "http://localhost:8000/v1"}
 
 

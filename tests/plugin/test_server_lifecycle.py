@@ -31,20 +31,29 @@ def test_health(http_client):
 """
 
 
-def test_running_stack_is_reused_and_left_running(project, run_stack_server):
+def test_a_stack_started_by_hand_is_used_only_by_a_live_session(project, run_stack_server):
     port = free_port()
     stack = run_stack_server(
-        project.path / "run.yaml", port, {"LLAMA_STACK_TEST_INFERENCE_MODE": "record"}
+        project.path / "run.yaml", port, {"LLAMA_STACK_TEST_INFERENCE_MODE": "live"}
     )
 
-    result = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
+    replay = project.runpytest_subprocess(f"--stack-config=server:run.yaml:{port}")
 
-    result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines([f"*reusing the stack already running on port {port}*"])
-    assert "started the stack server" not in result.stdout.str()
-    result.stdout.fnmatch_lines(
-        [f"*left the stack on port {port} running (it was started outside*"]
+    assert replay.ret != pytest.ExitCode.OK
+    replay.assert_outcomes()
+    output = replay.stdout.str() + replay.stderr.str()
+    assert f"port {port} already serves a healthy stack (pid {stack.pid}" in output
+    assert f"Stop it (kill {stack.pid})" in output
+    assert "--inference-mode=live" in output
+
+    live = project.runpytest_subprocess(
+        f"--stack-config=server:run.yaml:{port}", "--inference-mode=live"
     )
+
+    live.assert_outcomes(passed=3)
+    live.stdout.fnmatch_lines([f"*using the stack already running on port {port} as it is*"])
+    assert "started the stack server" not in live.stdout.str()
+    live.stdout.fnmatch_lines([f"*left the stack on port {port} running (it was started outside*"])
     assert stack.poll() is None
     assert server.probe("127.0.0.1", port).state == "healthy"
 

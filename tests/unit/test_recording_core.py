@@ -364,3 +364,11 @@ def test_replay_miss_error_survives_pickling_with_its_miss() -> None:
     error = pickle.loads(pickle.dumps(ReplayMissError(miss)))
     assert error.to_dict() == miss
     assert "GET /v1/models" in str(error) and "t.py::a" in error.summary()
+
+
+def test_settings_reach_a_stack_under_the_harness_names_only(tmp_path: Path) -> None:
+    settings = RecordingSettings(Mode.REPLAY, tmp_path / "recs", 1.0, tmp_path / "usage.log")
+    env = settings.to_env()
+    # Llama Stack turns on its own recorder when it sees its variables.
+    assert not any(name.startswith("LLAMA_STACK_TEST_") for name in env)
+    assert RecordingSettings.from_env(env) == settings

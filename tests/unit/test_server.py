@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -104,10 +105,24 @@ def test_second_holder_shares_the_server_and_the_last_release_stops_it(make_spec
 def test_a_server_already_running_is_reused_and_left_running(http_server, make_spec, state):
     port = http_server(200, b'{"status": "OK"}')
 
-    lease = server.acquire(make_spec(port), state)
+    lease = server.acquire(dataclasses.replace(make_spec(port), reuse_unknown=True), state)
     lease.release()
 
     assert lease.origin == server.ORIGIN_EXTERNAL
+    assert server.probe("127.0.0.1", port).state == "healthy"
+
+
+def test_a_healthy_stack_the_harness_did_not_start_is_refused_naming_its_pid(
+    http_server, make_spec, state
+):
+    port = http_server(200, b'{"status": "OK"}')
+
+    with pytest.raises(StackServerError) as caught:
+        server.acquire(make_spec(port), state)
+
+    message = str(caught.value)
+    assert f"port {port} already serves a healthy stack (pid {os.getpid()}" in message
+    assert f"kill {os.getpid()}" in message and "--inference-mode=live" in message
     assert server.probe("127.0.0.1", port).state == "healthy"
 
 
