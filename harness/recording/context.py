@@ -20,6 +20,7 @@ map to the same recording.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -28,6 +29,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.recording.errors import RECORDING_MISS_HEADER, RecordingError, error_response
 
 TEST_ID_HEADER = "X-Harness-Test-Id"
 INVOCATION_HEADER = "X-Harness-Test-Invocation"
@@ -48,6 +51,12 @@ class OccurrenceCounter:
             self._counts[base_fingerprint] = n + 1
             return n
 
+    def give_back(self, base_fingerprint: str, n: int) -> None:
+        """Undo `next` for a request that found no recording, so a retry asks for the same one."""
+        with self._lock:
+            if self._counts.get(base_fingerprint) == n + 1:
+                self._counts[base_fingerprint] = n
+
 
 @dataclass(frozen=True)
 class Attribution:
@@ -67,10 +76,17 @@ class Attribution:
         """Which repeat of this request this is in the invocation; always 0 when shared."""
         return 0 if self.is_shared else self.occurrences.next(base_fingerprint)
 
+    def missed(self, base_fingerprint: str, occurrence: int) -> None:
+        """The request had no recording: its retry is the same occurrence, not the next one."""
+        if not self.is_shared:
+            self.occurrences.give_back(base_fingerprint, occurrence)
+
 
 SHARED = Attribution(test_id=SHARED_TEST_ID, invocation="")
 
 _current: ContextVar[Attribution] = ContextVar("harness_attribution", default=SHARED)
+# The recording faults of the HTTP request being served (set by the middleware).
+_faults: ContextVar[list[Exception] | None] = ContextVar("harness_faults", default=None)
 
 
 def current_attribution() -> Attribution:
@@ -86,6 +102,17 @@ def attributed(attribution: Attribution) -> Iterator[Attribution]:
         yield attribution
     finally:
         _current.reset(token)
+
+
+def note_fault(exc: Exception) -> None:
+    """Remember a recording fault of the request being served, for the middleware to report.
+
+    A stack we did not write may catch the error and answer with its own bare HTTP 500 (or
+    retry); the middleware then answers with the harness's diagnostic instead.
+    """
+    faults = _faults.get()
+    if faults is not None:
+        faults.append(exc)
 
 
 def attribution_headers(test_id: str, invocation: str) -> dict[str, str]:
@@ -147,5 +174,38 @@ class AttributionMiddleware:
         invocation = _header(headers, INVOCATION_HEADER)
         if test_id and not invocation:
             invocation = uuid.uuid4().hex
-        with attributed(self._invocations.get(test_id, invocation)):
-            await self.app(scope, receive, send)
+        faults: list[Exception] = []
+        token = _faults.set(faults)
+        replaced = False
+
+        async def reporting_send(message: dict[str, Any]) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start" and faults and not _has_report(message):
+                replaced = True
+                await _send_fault(send, faults[-1])
+                return
+            await send(message)
+
+        try:
+            with attributed(self._invocations.get(test_id, invocation)):
+                await self.app(scope, receive, reporting_send)
+        finally:
+            _faults.reset(token)
+
+
+def _has_report(message: dict[str, Any]) -> bool:
+    """True when the app answered with the harness's own fault report (the reference stack)."""
+    wanted = RECORDING_MISS_HEADER.lower().encode("latin-1")
+    return any(name.lower() == wanted for name, _ in message.get("headers") or [])
+
+
+async def _send_fault(send: Any, fault: Exception) -> None:
+    error = fault if isinstance(fault, RecordingError) else RecordingError(str(fault))
+    body, headers = error_response(error)
+    data = json.dumps(body).encode("utf-8")
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": 500, "headers": raw})
+    await send({"type": "http.response.body", "body": data, "more_body": False})

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 
 E = TypeVar("E", bound=BaseException)
 
-# The response header a stack sets on the error answer to a request that missed a recording.
+# The response header a stack sets on the error answer to a request whose recording failed:
+# the fingerprint of a replay miss, or "error" for any other recording fault.
 RECORDING_MISS_HEADER = "X-Harness-Recording-Miss"
+RECORDING_FAULT = "error"
 
 
 def find_in_chain(exc: BaseException | None, kind: type[E]) -> E | None:
@@ -68,6 +70,25 @@ class ReplayMissError(RecordingError):
 
     def __str__(self) -> str:
         return format_miss(self.miss)
+
+
+def error_response(exc: RecordingError) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers of a stack's HTTP 500 for a recording fault.
+
+    Llama Stack's `detail`, an OpenAI-style `error.message` (what SDKs show), and the
+    diagnostic the plugin puts into the failing test: `recording_miss` for a replay miss,
+    `recording_error` (the file and the cause) for anything else.
+    """
+    if isinstance(exc, ReplayMissError):
+        summary = exc.summary()
+        extra: dict[str, Any] = {"recording_miss": exc.to_dict()}
+        header = str(exc.miss.get("fingerprint", ""))
+    else:
+        summary = str(exc)
+        extra = {"recording_error": {"message": summary}}
+        header = RECORDING_FAULT
+    body = {"detail": summary, "error": {"message": summary}, **extra}
+    return body, {RECORDING_MISS_HEADER: header}
 
 
 def _short(value: Any, limit: int = 200) -> str:

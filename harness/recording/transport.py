@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.recording import usage
-from harness.recording.context import current_attribution
+from harness.recording.context import Attribution, current_attribution, note_fault
 from harness.recording.diagnostics import build_miss
-from harness.recording.errors import ReplayMissError
+from harness.recording.errors import RecordingError, ReplayMissError
 from harness.recording.fingerprint import canonical_request, fingerprint, parse_body, parse_query
 from harness.recording.httplibs import bind, library_of
 from harness.recording.modes import Mode, RecordingSettings
@@ -61,6 +61,8 @@ class _Pending:
     path: Path
     headers: dict[str, str]
     started: float
+    attribution: Attribution
+    base_fingerprint: str
 
 
 class _Core:
@@ -94,6 +96,8 @@ class _Core:
             path=self.store.path_for(attribution.test_id, fp),
             headers=self.redactor.headers(request.headers, REQUEST_HEADERS_KEPT),
             started=time.monotonic(),
+            attribution=attribution,
+            base_fingerprint=base_fp,
         )
 
     def replayable(self, pending: _Pending) -> dict[str, Any] | None:
@@ -106,6 +110,9 @@ class _Core:
             return record
         if self.settings.mode is Mode.REPLAY:
             self.usage.append(usage.MISSED, pending.fingerprint, pending.canonical["test_id"])
+            pending.attribution.missed(
+                pending.base_fingerprint, pending.canonical.get("occurrence", 0)
+            )
             raise ReplayMissError(
                 build_miss(self.store, pending.canonical, pending.fingerprint, pending.path)
             )
@@ -168,6 +175,13 @@ class RecordingTransport:
         self._core = _Core(settings, secrets)
 
     def handle_request(self, request: Any) -> Any:
+        try:
+            return self._handle(request)
+        except RecordingError as exc:
+            note_fault(exc)
+            raise
+
+    def _handle(self, request: Any) -> Any:
         core = self._core
         pending = core.prepare(request, request.read())
         stored = core.replayable(pending)
@@ -203,6 +217,13 @@ class AsyncRecordingTransport:
         self._core = _Core(settings, secrets)
 
     async def handle_async_request(self, request: Any) -> Any:
+        try:
+            return await self._handle(request)
+        except RecordingError as exc:
+            note_fault(exc)
+            raise
+
+    async def _handle(self, request: Any) -> Any:
         core = self._core
         pending = core.prepare(request, await request.aread())
         stored = core.replayable(pending)
