@@ -41,7 +41,7 @@ from harness.session import (
     load_run_config_for,
     miss_text,
 )
-from harness.stack.config import StackConfigError
+from harness.stack.run_config import StackConfigError
 from harness.stack_config import ServerTarget, StackTarget, UrlTarget
 
 MISS_HEADER = "X-Harness-Recording-Miss"  # harness.recording.transport.RECORDING_MISS_HEADER

@@ -135,7 +135,7 @@ def build_harness(config: pytest.Config) -> Harness:
     elif isinstance(target, ServerTarget):
         # The server validates its own config; here only check it exists. Parsing it (and
         # importing yaml) waits for a test that asks for it: reuse must stay cheap.
-        from harness.stack.config import resolve_run_config_path
+        from harness.stack.run_config import resolve_run_config_path
 
         resolve_run_config_path(target.config)
     if isinstance(target, LibraryTarget | ProvidersTarget):
@@ -147,7 +147,7 @@ def build_harness(config: pytest.Config) -> Harness:
 
 def load_run_config_for(target: StackTarget, env: dict[str, str]) -> Any:
     """The run config a server or library target uses, with the stack's environment."""
-    from harness.stack.config import load_run_config, run_config_from_providers
+    from harness.stack.run_config import load_run_config, run_config_from_providers
 
     if isinstance(target, ProvidersTarget):
         return run_config_from_providers(target.spec, env=env)

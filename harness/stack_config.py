@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.stack.config import StackConfigError
+from harness.stack.run_config import StackConfigError
 
 PORT_ENV = "LLAMA_STACK_PORT"
 DEFAULT_PORT = 8321

@@ -25,11 +25,11 @@ from harness.recording.context import TestScopeMiddleware
 from harness.recording.errors import ReplayMissError
 from harness.recording.modes import RecordingSettings
 from harness.recording.transport import RECORDING_MISS_HEADER
-from harness.stack import api_inference, api_prompts, api_server
-from harness.stack.config import RunConfig, StackConfigError
+from harness.stack import api_inference, api_inspect, api_prompts
 from harness.stack.errors import (
     ModelNotFoundError,
     ModelTypeError,
+    StackConfigError,
     UpstreamConnectionError,
     UpstreamError,
     translate_exception,
@@ -39,6 +39,7 @@ from harness.stack.inference import InferenceRouter
 from harness.stack.models import Model, ModelRegistry
 from harness.stack.prompts import PromptService
 from harness.stack.providers.openai_compat import OpenAICompatProvider
+from harness.stack.run_config_model import RunConfig
 from harness.stack.storage.inference_store import (
     ChatCompletionNotFoundError,
     SqliteInferenceStore,
@@ -179,7 +180,7 @@ def create_app(
             await stack.stop()
 
     routes = [
-        *api_server.build_routes(),
+        *api_inspect.build_routes(),
         *api_inference.build_routes(),
         *api_prompts.build_routes(),
     ]

@@ -75,7 +75,7 @@ def loggable_config(run_config: Any) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from harness.stack.config import load_run_config
+    from harness.stack.run_config import load_run_config
 
     port = resolve_port(args.port)
     run_config = load_run_config(args.config)

@@ -9,7 +9,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from harness.stack.app import create_app
-from harness.stack.config import load_run_config
+from harness.stack.run_config import load_run_config
 
 
 def provider_entry(provider_type: str, base_url: str, **config: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from harness.stack.cli import loggable_config, register, resolve_port
-from harness.stack.config import StackConfigError, load_run_config
+from harness.stack.run_config import StackConfigError, load_run_config
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack.config import (
+from harness.stack.run_config import (
     StackConfigError,
     known_apis,
     load_run_config,

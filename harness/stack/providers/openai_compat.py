@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 
 from harness.recording.modes import RecordingSettings
-from harness.stack.config import ProviderConfig
 from harness.stack.errors import StackConfigError, UpstreamConnectionError, UpstreamError
 from harness.stack.providers.http import provider_http_client
 from harness.stack.providers.registry import INFERENCE_PROVIDERS, secret_values
+from harness.stack.run_config_model import ProviderConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Server endpoints (health, version, providers, routes) and the replay-miss response."""
+"""Inspection endpoints (health, version, providers, routes) and the replay-miss response."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.transport import RECORDING_MISS_HEADER
 from harness.stack.app import create_app
-from harness.stack.config import StackConfigError, load_run_config
+from harness.stack.run_config import StackConfigError, load_run_config
 from tests.fakes.provider import FakeProvider
 from tests.unit.stack_support import provider_entry, stack_client, write_run_config
 

@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.stack.config_model import (
+from harness.stack.envsubst import EnvVarError, substitute_env
+from harness.stack.errors import StackConfigError
+from harness.stack.providers.registry import known_apis, resolve_provider_type
+from harness.stack.run_config_model import (
     BACKEND_TYPES,
     DEFAULT_PROMPTS_STORE,
     REQUIRED,
@@ -25,9 +28,6 @@ from harness.stack.config_model import (
     SqlStoreRef,
     StorageConfig,
 )
-from harness.stack.envsubst import EnvVarError, substitute_env
-from harness.stack.errors import StackConfigError
-from harness.stack.providers.registry import known_apis, resolve_provider_type
 
 __all__ = [
     "BackendConfig",
