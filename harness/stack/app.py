@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -160,15 +159,13 @@ def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> S
     )
 
 
-def create_app(
-    run_config: RunConfig,
-    *,
-    recording: RecordingSettings | None = None,
-    recording_from_env: bool = True,
-) -> Starlette:
-    """The stack's ASGI app; recording settings come from the environment unless given."""
-    if recording is None and recording_from_env:
-        recording = RecordingSettings.from_env(os.environ)
+def create_app(run_config: RunConfig, *, recording: RecordingSettings | None = None) -> Starlette:
+    """The stack's ASGI app; provider calls are recorded or replayed as `recording` says.
+
+    No recording settings means live provider calls. The app never reads the environment: the
+    caller decides (`harness stack run` passes `RecordingSettings.from_env`, the pytest plugin
+    its resolved settings), so an app built in a test does what the test says.
+    """
     stack = build_stack(run_config, recording)
 
     @asynccontextmanager

@@ -84,9 +84,10 @@ def run_command(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from harness.recording.modes import RecordingSettings
     from harness.stack.app import create_app
 
-    app = create_app(run_config)
+    app = create_app(run_config, recording=RecordingSettings.from_env(os.environ))
     config = uvicorn.Config(
         app,
         host=args.host,
