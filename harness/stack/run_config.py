@@ -259,18 +259,12 @@ def _parse_storage(check: _Checker, raw: dict[str, Any]) -> StorageConfig:
             )
             stores[name] = KVStoreRef(backend, namespace)
         else:
-            stores[name] = SqlStoreRef(
-                backend,
-                check.typed(entry, "table_name", str, required=True, path=f"{path}.table_name"),
-                check.typed(
-                    entry,
-                    "max_write_queue_size",
-                    int,
-                    default=10000,
-                    path=f"{path}.max_write_queue_size",
-                ),
-                check.typed(entry, "num_writers", int, default=4, path=f"{path}.num_writers"),
+            # Llama Stack's max_write_queue_size / num_writers tune its async write queue; this
+            # stack writes each completion directly, so they are ignored like any unknown key.
+            table_name = check.typed(
+                entry, "table_name", str, required=True, path=f"{path}.table_name"
             )
+            stores[name] = SqlStoreRef(backend, table_name)
     return StorageConfig(backends, stores)
 
 

@@ -83,8 +83,6 @@ class KVStoreRef:
 class SqlStoreRef:
     backend: str
     table_name: str
-    max_write_queue_size: int = 10000
-    num_writers: int = 4
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.stack.run_config import (
+    SqlStoreRef,
     StackConfigError,
     known_apis,
     load_run_config,
@@ -91,6 +92,17 @@ def test_unknown_keys_are_ignored(tmp_path):
     text = MINIMAL + "telemetry: {enabled: true}\nvector_stores: {default_provider_id: faiss}\n"
 
     assert load_run_config(write(tmp_path, text), env={}).image_name == "mini"
+
+
+def test_inference_store_write_queue_settings_are_accepted_and_ignored(tmp_path):
+    text = MINIMAL.replace(
+        "table_name: inference_store}",
+        "table_name: inference_store, max_write_queue_size: lots, num_writers: 4}",
+    )
+
+    config = load_run_config(write(tmp_path, text), env={})
+
+    assert config.storage.stores["inference"] == SqlStoreRef("sql_default", "inference_store")
 
 
 def test_registered_models_are_read(tmp_path):
