@@ -17,9 +17,7 @@ from harness.stack.providers.registry import known_apis, resolve_provider_type
 from harness.stack.run_config_model import (
     BACKEND_TYPES,
     DEFAULT_PROMPTS_STORE,
-    REQUIRED,
     STORE_FAMILIES,
-    SUPPORTED_BACKENDS,
     BackendConfig,
     KVStoreRef,
     ModelSpec,
@@ -229,17 +227,11 @@ def _parse_storage(check: _Checker, raw: dict[str, Any]) -> StorageConfig:
         if backend_type not in BACKEND_TYPES:
             raise check.fail(
                 f"{path}.type",
-                f"unknown backend type '{backend_type}'; valid: {', '.join(BACKEND_TYPES)}",
+                f"unsupported backend type '{backend_type}'; this stack supports: "
+                f"{', '.join(BACKEND_TYPES)}",
             )
-        fields = {}
-        for key, default in BACKEND_TYPES[backend_type][1].items():
-            if default is REQUIRED:
-                fields[key] = check.typed(
-                    entry, key, (str, int), required=True, path=f"{path}.{key}"
-                )
-            else:
-                fields[key] = entry.get(key, default)
-        backends[name] = BackendConfig(name, backend_type, fields)
+        db_path = check.typed(entry, "db_path", (str, int), required=True, path=f"{path}.db_path")
+        backends[name] = BackendConfig(name, backend_type, Path(str(db_path)).expanduser())
 
     stores_raw = dict(check.typed(raw, "stores", dict, default={}, path="storage.stores") or {})
     if stores_raw.get("prompts") is None:
@@ -283,12 +275,6 @@ def _ensure_backend(
             f"{path}.backend",
             f"{store} references backend '{name}' of type '{backend.type}', "
             f"but a backend of type {family}_* is required.",
-        )
-    if backend.type not in SUPPORTED_BACKENDS:
-        raise check.fail(
-            f"{path}.backend",
-            f"{store} uses backend '{name}' of type '{backend.type}', which this stack does not "
-            f"support yet; use {family}_sqlite.",
         )
 
 
