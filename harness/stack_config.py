@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.stack.run_config import StackConfigError
-
-PORT_ENV = "LLAMA_STACK_PORT"
-DEFAULT_PORT = 8321
+from harness.stack.run_config import DEFAULT_PORT, PORT_ENV, StackConfigError
 
 FORMS = (
     ("server:<config>", "start or reuse a stack server on LLAMA_STACK_PORT (default 8321)",

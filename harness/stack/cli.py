@@ -11,9 +11,10 @@ import logging
 import os
 from typing import Any
 
+from harness.stack.run_config import DEFAULT_PORT, PORT_ENV
+
 logger = logging.getLogger("harness.stack.run")
 
-DEFAULT_PORT = 8321
 DEFAULT_HOST = "127.0.0.1"
 SHUTDOWN_TIMEOUT_S = 3
 
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
         "--port",
         type=int,
         default=None,
-        help=f"port to listen on (default: $LLAMA_STACK_PORT or {DEFAULT_PORT})",
+        help=f"port to listen on (default: ${PORT_ENV} or {DEFAULT_PORT})",
     )
     run.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
@@ -47,13 +48,13 @@ def resolve_port(cli_port: int | None, env: dict[str, str] | None = None) -> int
 
     if cli_port is not None:
         return cli_port
-    raw = (env if env is not None else os.environ).get("LLAMA_STACK_PORT", "").strip()
+    raw = (env if env is not None else os.environ).get(PORT_ENV, "").strip()
     if not raw:
         return DEFAULT_PORT
     try:
         return int(raw)
     except ValueError:
-        raise StackConfigError(f"LLAMA_STACK_PORT must be a port number, got {raw!r}") from None
+        raise StackConfigError(f"{PORT_ENV} must be a port number, got {raw!r}") from None
 
 
 def loggable_config(run_config: Any) -> str:

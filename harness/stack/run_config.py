@@ -28,6 +28,8 @@ from harness.stack.run_config_model import (
 )
 
 __all__ = [
+    "DEFAULT_PORT",
+    "PORT_ENV",
     "BackendConfig",
     "KVStoreRef",
     "ModelSpec",
@@ -43,6 +45,11 @@ __all__ = [
 ]
 
 DISTRIBUTIONS_DIR = Path(__file__).parent / "distributions"
+
+# Where a stack serves when nothing names a port, and the variable that names one: Llama
+# Stack's. `harness stack run` and `--stack-config=server:<config>` both resolve ports with them.
+DEFAULT_PORT = 8321
+PORT_ENV = "LLAMA_STACK_PORT"
 
 
 def resolve_run_config_path(name_or_path: str) -> Path:
