@@ -102,7 +102,7 @@ class Stack:
                 )
             logger.info("provider %s lists %d models", provider.provider_id, len(ids))
         for spec in self.run_config.models:
-            if not spec.provider_id or spec.provider_id == "__disabled__":
+            if not spec.enabled:
                 continue
             provider_model_id = spec.provider_model_id or spec.model_id
             self.models.add(
@@ -130,11 +130,7 @@ def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> S
     for provider in run_config.enabled_providers("inference"):
         providers[str(provider.provider_id)] = OpenAICompatProvider(provider, recording=recording)
     for spec in run_config.models:
-        if (
-            spec.provider_id
-            and spec.provider_id != "__disabled__"
-            and spec.provider_id not in providers
-        ):
+        if spec.enabled and spec.provider_id not in providers:
             raise StackConfigError(
                 f"{run_config.source}: registered_resources.models: model '{spec.model_id}' names "
                 f"provider '{spec.provider_id}', which is not an enabled inference provider "

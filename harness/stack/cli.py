@@ -95,6 +95,7 @@ def loggable_config(run_config: Any) -> str:
     """The run config as YAML, without disabled providers and with secrets redacted."""
     import yaml
 
+    from harness.stack.envsubst import DISABLED
     from harness.stack.providers.registry import redact
 
     data = dict(run_config.data)
@@ -103,7 +104,7 @@ def loggable_config(run_config: Any) -> str:
         providers[api] = [
             e
             for e in entries
-            if isinstance(e, dict) and e.get("provider_id") not in (None, "__disabled__")
+            if isinstance(e, dict) and e.get("provider_id") not in (None, DISABLED)
         ]
     data["providers"] = providers
     return yaml.safe_dump(redact(data), sort_keys=True)

@@ -74,6 +74,11 @@ class ModelSpec:
     model_type: str = "llm"
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def enabled(self) -> bool:
+        """Registered at startup: it names a provider, and not the disabled one."""
+        return bool(self.provider_id) and self.provider_id != DISABLED
+
 
 @dataclass(frozen=True)
 class RunConfig:
