@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.recording.redaction import MIN_SECRET_LENGTH
+
 
 @dataclass(frozen=True)
 class ProviderSpec:
@@ -101,8 +103,7 @@ PROMPTS_PROVIDERS = ("kv_sqlite",)
 
 # Config keys whose values are secrets: redacted in logs and /v1/providers, kept off disk.
 SECRET_KEY_PARTS = ("api_key", "api_token", "password", "secret")
-
-
+# Default "keys" that are no secret (vLLM's starter token, Llama Stack's keyless marker).
 PLACEHOLDER_SECRETS = frozenset({"fake", "NO KEY REQUIRED"})
 
 
@@ -137,10 +138,14 @@ def secret_values(config: dict[str, Any]) -> list[str]:
     """The real secret values of one provider config (passed to the recording layer).
 
     Placeholders such as vLLM's default token "fake" are left out: redacting them would
-    rewrite every occurrence of an ordinary word in recorded bodies.
+    rewrite every occurrence of an ordinary word in recorded bodies. The length floor is the
+    redactor's own, so nothing is handed over that it would ignore anyway.
     """
     return [
         str(v)
         for k, v in config.items()
-        if is_secret_key(k) and v and str(v) not in PLACEHOLDER_SECRETS and len(str(v)) >= 4
+        if is_secret_key(k)
+        and v
+        and str(v) not in PLACEHOLDER_SECRETS
+        and len(str(v)) >= MIN_SECRET_LENGTH
     ]
