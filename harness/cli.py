@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from harness.recording import cli as recordings_cli
 from harness.recording.errors import RecordingError
 from harness.stack import cli as stack_cli
-from harness.stack.config import StackConfigError
+from harness.stack.run_config import StackConfigError
 
 USER_ERRORS = (StackConfigError, RecordingError)
 

@@ -216,7 +216,7 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         # The server validates its own config; here only check it exists. Parsing it (and
         # importing yaml) waits for a test that asks for it: reuse must stay cheap. A foreign
         # stack command resolves its config itself.
-        from harness.stack.config import resolve_run_config_path
+        from harness.stack.run_config import resolve_run_config_path
 
         resolve_run_config_path(target.config)
     # Last, so a usage error above leaves no directory behind.
@@ -246,7 +246,7 @@ def resolve(config: pytest.Config) -> HarnessOptions:
 
 def load_run_config_for(target: StackTarget, env: Mapping[str, str]) -> Any:
     """The run config a server or library target uses, with the stack's environment."""
-    from harness.stack.config import load_run_config, run_config_from_providers
+    from harness.stack.run_config import load_run_config, run_config_from_providers
 
     if isinstance(target, ProvidersTarget):
         return run_config_from_providers(target.spec, env=env)

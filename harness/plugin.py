@@ -29,7 +29,7 @@ from harness.options import STACK_CONFIG_ENV, WORKER_KEY, HarnessOptions
 from harness.recording.context import attribution_headers
 from harness.recording.errors import RecordingError
 from harness.recording.modes import DIR_ENV, MODE_ENV, Mode
-from harness.stack.config import StackConfigError
+from harness.stack.run_config import StackConfigError
 from harness.targets import ServerTarget, StackTarget, UrlTarget
 
 CLIENT_TIMEOUT = 120.0

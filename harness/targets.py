@@ -3,7 +3,7 @@
 The value is the one thing every user types, so it gets one parser with one error message
 that lists all five forms with an example each. The parser only checks the *shape* of the
 value; whether a distribution, file, API or provider exists is decided by
-`harness.stack.config` when the target is used, with its own error naming what was tried.
+`harness.stack.run_config` when the target is used, with its own error naming what was tried.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.stack.config import StackConfigError
-
-PORT_ENV = "LLAMA_STACK_PORT"
-DEFAULT_PORT = 8321
+from harness.stack.run_config import DEFAULT_PORT, PORT_ENV, StackConfigError
 
 FORMS = (
     ("server:<config>", "start or reuse a stack server on LLAMA_STACK_PORT (default 8321)",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from starlette.responses import JSONResponse, Response
 from harness.recording.context import AttributionMiddleware
 from harness.recording.errors import RECORDING_MISS_HEADER, ReplayMissError
 from harness.recording.modes import RecordingSettings
-from harness.stack import api_inference, api_prompts, api_server
-from harness.stack.config import RunConfig, StackConfigError
+from harness.stack import api_inference, api_inspect, api_prompts
 from harness.stack.errors import (
     ModelNotFoundError,
     ModelTypeError,
+    StackConfigError,
     UpstreamConnectionError,
     UpstreamError,
     translate_exception,
@@ -38,6 +37,7 @@ from harness.stack.inference import InferenceRouter
 from harness.stack.models import Model, ModelRegistry
 from harness.stack.prompts import PromptService
 from harness.stack.providers.openai_compat import OpenAICompatProvider
+from harness.stack.run_config_model import RunConfig
 from harness.stack.storage.inference_store import (
     ChatCompletionNotFoundError,
     SqliteInferenceStore,
@@ -101,7 +101,7 @@ class Stack:
                 )
             logger.info("provider %s lists %d models", provider.provider_id, len(ids))
         for spec in self.run_config.models:
-            if not spec.provider_id or spec.provider_id == "__disabled__":
+            if not spec.enabled:
                 continue
             provider_model_id = spec.provider_model_id or spec.model_id
             self.models.add(
@@ -129,11 +129,7 @@ def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> S
     for provider in run_config.enabled_providers("inference"):
         providers[str(provider.provider_id)] = OpenAICompatProvider(provider, recording=recording)
     for spec in run_config.models:
-        if (
-            spec.provider_id
-            and spec.provider_id != "__disabled__"
-            and spec.provider_id not in providers
-        ):
+        if spec.enabled and spec.provider_id not in providers:
             raise StackConfigError(
                 f"{run_config.source}: registered_resources.models: model '{spec.model_id}' names "
                 f"provider '{spec.provider_id}', which is not an enabled inference provider "
@@ -158,15 +154,13 @@ def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> S
     )
 
 
-def create_app(
-    run_config: RunConfig,
-    *,
-    recording: RecordingSettings | None = None,
-    recording_from_env: bool = True,
-) -> Starlette:
-    """The stack's ASGI app; recording settings come from the environment unless given."""
-    if recording is None and recording_from_env:
-        recording = RecordingSettings.from_env(os.environ)
+def create_app(run_config: RunConfig, *, recording: RecordingSettings | None = None) -> Starlette:
+    """The stack's ASGI app; provider calls are recorded or replayed as `recording` says.
+
+    No recording settings means live provider calls. The app never reads the environment: the
+    caller decides (`harness stack run` passes `RecordingSettings.from_env`, the pytest plugin
+    its resolved settings), so an app built in a test does what the test says.
+    """
     stack = build_stack(run_config, recording)
 
     @asynccontextmanager
@@ -178,7 +172,7 @@ def create_app(
             await stack.stop()
 
     routes = [
-        *api_server.build_routes(),
+        *api_inspect.build_routes(),
         *api_inference.build_routes(),
         *api_prompts.build_routes(),
     ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
+
+from harness.stack.run_config import DEFAULT_PORT, PORT_ENV
 
 logger = logging.getLogger("harness.stack.run")
 
-DEFAULT_PORT = 8321
 DEFAULT_HOST = "127.0.0.1"
 SHUTDOWN_TIMEOUT_S = 3
 
@@ -32,34 +34,68 @@ def register(subparsers: Any) -> None:
         "--port",
         type=int,
         default=None,
-        help=f"port to listen on (default: $LLAMA_STACK_PORT or {DEFAULT_PORT})",
+        help=f"port to listen on (default: ${PORT_ENV}, else server.port from the run "
+        f"config, else {DEFAULT_PORT})",
     )
     run.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
+        "--host",
+        default=DEFAULT_HOST,
+        action=_NoteGiven,
+        help=f"address to bind (default: server.host from the run config, else {DEFAULT_HOST})",
     )
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, host_given=False)
 
 
-def resolve_port(cli_port: int | None, env: dict[str, str] | None = None) -> int:
-    """--port, else LLAMA_STACK_PORT, else 8321 (server.port in the YAML is ignored, as in
-    Llama Stack)."""
+class _NoteGiven(argparse.Action):
+    """Store the option and set `<dest>_given`, so the run config fills in only what is absent.
+
+    The parsed value keeps the last fallback as its default; `<dest>_given` tells an explicit
+    `--host 127.0.0.1` apart from no --host at all.
+    """
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def resolve_port(
+    cli_port: int | None,
+    env: Mapping[str, str] | None = None,
+    config_port: int | None = None,
+) -> int:
+    """--port, else LLAMA_STACK_PORT, else server.port from the run config, else 8321.
+
+    Llama Stack's CLI means to use server.port too, but its --port always has a value, so
+    there the YAML's port is never reached; here it is the default before 8321.
+    """
     from harness.stack.errors import StackConfigError
 
     if cli_port is not None:
         return cli_port
-    raw = (env if env is not None else os.environ).get("LLAMA_STACK_PORT", "").strip()
+    raw = (env if env is not None else os.environ).get(PORT_ENV, "").strip()
     if not raw:
-        return DEFAULT_PORT
+        return config_port if config_port is not None else DEFAULT_PORT
     try:
         return int(raw)
     except ValueError:
-        raise StackConfigError(f"LLAMA_STACK_PORT must be a port number, got {raw!r}") from None
+        raise StackConfigError(f"{PORT_ENV} must be a port number, got {raw!r}") from None
+
+
+def resolve_host(cli_host: str | None, config_host: str | None = None) -> str:
+    """--host, else server.host from the run config, else 127.0.0.1.
+
+    Llama Stack falls back to 0.0.0.0; a stack started for tests stays on loopback unless told.
+    """
+    if cli_host is not None:
+        return cli_host
+    return config_host if config_host is not None else DEFAULT_HOST
 
 
 def loggable_config(run_config: Any) -> str:
     """The run config as YAML, without disabled providers and with secrets redacted."""
     import yaml
 
+    from harness.stack.envsubst import DISABLED
     from harness.stack.providers.registry import redact
 
     data = dict(run_config.data)
@@ -68,34 +104,36 @@ def loggable_config(run_config: Any) -> str:
         providers[api] = [
             e
             for e in entries
-            if isinstance(e, dict) and e.get("provider_id") not in (None, "__disabled__")
+            if isinstance(e, dict) and e.get("provider_id") not in (None, DISABLED)
         ]
     data["providers"] = providers
     return yaml.safe_dump(redact(data), sort_keys=True)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from harness.stack.config import load_run_config
+    from harness.stack.run_config import load_run_config
 
-    port = resolve_port(args.port)
     run_config = load_run_config(args.config)
+    port = resolve_port(args.port, config_port=run_config.server_port)
+    host = resolve_host(args.host if args.host_given else None, run_config.server_host)
     logger.info("Using run configuration: %s", run_config.path)
     logger.info("Run configuration:\n%s", loggable_config(run_config))
 
     import uvicorn
 
+    from harness.recording.modes import RecordingSettings
     from harness.stack.app import create_app
 
-    app = create_app(run_config)
+    app = create_app(run_config, recording=RecordingSettings.from_env(os.environ))
     config = uvicorn.Config(
         app,
-        host=args.host,
+        host=host,
         port=port,
         lifespan="on",
         log_config=None,
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
     )
     server = uvicorn.Server(config)
-    logger.info("Listening on http://%s:%d", args.host, port)
+    logger.info("Listening on http://%s:%d", host, port)
     server.run()
     return 0 if server.started else 1

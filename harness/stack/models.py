@@ -15,10 +15,7 @@ from harness.stack.errors import ModelNotFoundError
 
 
 class ModelProvider(Protocol):
-    provider_id: str
-
-    @property
-    def skips_availability_check(self) -> bool: ...
+    """What registration needs of a provider: whether it serves a model id."""
 
     def is_available(self, provider_model_id: str) -> bool: ...
 
@@ -92,7 +89,6 @@ class ModelRegistry:
         provider_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         model_type: str | None = None,
-        check_available: bool = True,
     ) -> Model:
         """POST /v1/models semantics: the identifier is provider_id/provider_model_id."""
         metadata = dict(metadata or {})
@@ -114,7 +110,7 @@ class ModelRegistry:
         provider_model_id = provider_model_id or model_id
         if model_type == "embedding" and "embedding_dimension" not in metadata:
             raise ValueError("Embedding model must have an embedding dimension in its metadata")
-        if check_available and not self.providers[provider_id].is_available(provider_model_id):
+        if not self.providers[provider_id].is_available(provider_model_id):
             raise ValueError(
                 f"Model {provider_model_id} is not available from provider {provider_id}"
             )

@@ -9,7 +9,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from harness.stack.app import create_app
-from harness.stack.config import load_run_config
+from harness.stack.run_config import load_run_config
 
 
 def provider_entry(provider_type: str, base_url: str, **config: Any) -> dict[str, Any]:
@@ -52,4 +52,4 @@ def write_run_config(
 def stack_client(directory: Path, providers: list[dict[str, Any]], **kwargs: Any) -> TestClient:
     """A TestClient over a fresh app (use it as a context manager to run the lifespan)."""
     config = load_run_config(write_run_config(directory, providers, **kwargs), env={})
-    return TestClient(create_app(config, recording_from_env=False), raise_server_exceptions=False)
+    return TestClient(create_app(config), raise_server_exceptions=False)

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from harness.stack.cli import loggable_config, register, resolve_port
-from harness.stack.config import StackConfigError, load_run_config
+from harness.stack.cli import loggable_config, register, resolve_host, resolve_port
+from harness.stack.run_config import StackConfigError, load_run_config
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -20,6 +20,23 @@ def test_port_comes_from_flag_then_env_then_8321():
     assert resolve_port(9000, {"LLAMA_STACK_PORT": "9100"}) == 9000
     assert resolve_port(None, {"LLAMA_STACK_PORT": "9100"}) == 9100
     assert resolve_port(None, {}) == 8321
+
+
+def test_run_config_port_comes_after_flag_and_env_and_before_8321():
+    assert resolve_port(9000, {"LLAMA_STACK_PORT": "9100"}, config_port=9200) == 9000
+    assert resolve_port(None, {"LLAMA_STACK_PORT": "9100"}, config_port=9200) == 9100
+    assert resolve_port(None, {}, config_port=9200) == 9200
+    assert resolve_port(None, {}, config_port=None) == 8321
+
+
+def test_host_comes_from_an_explicit_flag_then_the_run_config_then_loopback():
+    explicit = parse("starter", "--host", "127.0.0.1")
+    absent = parse("starter")
+
+    assert (explicit.host_given, absent.host_given) == (True, False)
+    assert resolve_host("127.0.0.1", config_host="0.0.0.0") == "127.0.0.1"
+    assert resolve_host(None, config_host="0.0.0.0") == "0.0.0.0"
+    assert resolve_host(None, config_host=None) == "127.0.0.1"
 
 
 def test_non_numeric_port_env_is_a_config_error():

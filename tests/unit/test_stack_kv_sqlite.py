@@ -48,12 +48,14 @@ def test_set_if_absent_writes_only_once(tmp_path):
     assert asyncio.run(store.get("k")) == "first"
 
 
-def test_keys_in_range_is_inclusive_and_ordered(tmp_path):
+def test_items_with_prefix_is_inclusive_and_ordered(tmp_path):
     store = SqliteKVStore(tmp_path / "kv.db")
-    for key in ["b", "a", "c", "d"]:
-        asyncio.run(store.set(key, key))
+    for key in ["p:b", "p:", "p:a", "q", "p:c"]:
+        asyncio.run(store.set(key, key.upper()))
 
-    assert asyncio.run(store.keys_in_range("a", "c")) == ["a", "b", "c"]
+    items = asyncio.run(store.items_with_prefix("p:"))
+
+    assert items == [("p:", "P:"), ("p:a", "P:A"), ("p:b", "P:B"), ("p:c", "P:C")]
 
 
 def test_items_with_prefix_excludes_neighbours(tmp_path):
@@ -71,7 +73,7 @@ def test_fifty_concurrent_async_writers_all_land(tmp_path):
 
     async def scenario():
         await asyncio.gather(*(store.set(f"key:{i:02d}", str(i)) for i in range(50)))
-        return await store.keys_in_range("key:", "key:\xff")
+        return await store.items_with_prefix("key:")
 
     assert len(asyncio.run(scenario())) == 50
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.fakes.provider import FakeProvider
 from tests.support.stack import provider_entry, write_run_config
@@ -42,15 +43,19 @@ def stack_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 class StackProcess:
-    def __init__(self, tmp_path: Path, config: str, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
+    """`harness stack run` on a free port passed as --port, or on `port` if the config sets it."""
+
+    def __init__(
+        self, tmp_path: Path, config: str, env: dict[str, str], *args: str, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "stack.log"
         command = [sys.executable, "-m", "harness.cli", "stack", "run", config, *args]
+        if port is None:
+            command += ["--port", str(self.port)]
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)], env=env, stdout=log, stderr=log, cwd=ROOT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -158,6 +163,22 @@ def test_openai_sdk_lists_chats_streams_and_embeds(tmp_path, fake):
     assert [len(d.embedding) for d in embedded.data] == [384, 384]
     assert "Model 'nosuch/model' not found" in str(not_found.value)
     assert elapsed < 5
+
+
+def test_server_port_and_host_of_the_run_config_apply_without_flags(tmp_path):
+    port = free_port()
+    config = write_run_config(tmp_path, [])
+    data = yaml.safe_load(config.read_text())
+    data["server"] = {"port": port, "host": "localhost"}
+    config.write_text(yaml.safe_dump(data))
+
+    stack = StackProcess(tmp_path, str(config), stack_env(tmp_path), port=port)
+    try:
+        stack.wait_healthy()
+    finally:
+        stack.stop()
+
+    assert f"Listening on http://localhost:{port}" in stack.log.read_text()
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

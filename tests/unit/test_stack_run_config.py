@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack.config import (
+from harness.stack.run_config import (
+    SqlStoreRef,
     StackConfigError,
     known_apis,
     load_run_config,
@@ -93,6 +94,17 @@ def test_unknown_keys_are_ignored(tmp_path):
     assert load_run_config(write(tmp_path, text), env={}).image_name == "mini"
 
 
+def test_inference_store_write_queue_settings_are_accepted_and_ignored(tmp_path):
+    text = MINIMAL.replace(
+        "table_name: inference_store}",
+        "table_name: inference_store, max_write_queue_size: lots, num_writers: 4}",
+    )
+
+    config = load_run_config(write(tmp_path, text), env={})
+
+    assert config.storage.stores["inference"] == SqlStoreRef("sql_default", "inference_store")
+
+
 def test_registered_models_are_read(tmp_path):
     text = MINIMAL + textwrap.dedent(
         """
@@ -166,8 +178,8 @@ def test_unknown_backend_type_lists_valid_ones(tmp_path):
 
     message = load_error(tmp_path, text)
 
-    assert "storage.backends.kv_default.type: unknown backend type 'kv_etcd'" in message
-    assert "kv_sqlite" in message and "sql_postgres" in message
+    assert "storage.backends.kv_default.type: unsupported backend type 'kv_etcd'" in message
+    assert "kv_sqlite" in message and "sql_sqlite" in message
 
 
 def test_unknown_provider_type_lists_valid_ones(tmp_path):
@@ -215,7 +227,7 @@ def test_default_prompts_store_needs_kv_default(tmp_path):
     assert "prompts references unknown backend 'kv_default'" in load_error(tmp_path, text)
 
 
-def test_postgres_backend_is_recognised_but_not_supported_when_used(tmp_path):
+def test_postgres_backend_is_not_supported_when_used(tmp_path):
     text = MINIMAL.replace(
         "  stores:\n",
         "    pg: {type: kv_postgres, user: me}\n"
@@ -225,21 +237,17 @@ def test_postgres_backend_is_recognised_but_not_supported_when_used(tmp_path):
 
     message = load_error(tmp_path, text)
 
-    assert "backend 'pg' of type 'kv_postgres', which this stack does not support yet" in message
+    assert "storage.backends.pg.type: unsupported backend type 'kv_postgres'" in message
 
 
-def test_postgres_backend_defined_but_unused_is_accepted(tmp_path):
-    text = MINIMAL.replace("  stores:\n", "    pg: {type: sql_postgres, user: me}\n  stores:\n")
+@pytest.mark.parametrize("backend_type", ["kv_redis", "kv_postgres", "kv_mongodb", "sql_postgres"])
+def test_llama_stack_server_backends_are_rejected_even_when_unused(tmp_path, backend_type):
+    text = MINIMAL.replace("  stores:\n", f"    other: {{type: {backend_type}}}\n  stores:\n")
 
-    backend = load_run_config(write(tmp_path, text), env={}).storage.backends["pg"]
+    message = load_error(tmp_path, text)
 
-    assert backend.fields["host"] == "localhost" and backend.fields["port"] == 5432
-
-
-def test_postgres_backend_needs_a_user(tmp_path):
-    text = MINIMAL.replace("  stores:\n", "    pg: {type: kv_postgres}\n  stores:\n")
-
-    assert "storage.backends.pg.user: missing required key 'user'" in load_error(tmp_path, text)
+    assert f"storage.backends.other.type: unsupported backend type '{backend_type}'" in message
+    assert "this stack supports: kv_sqlite, sql_sqlite" in message
 
 
 def test_unset_env_var_names_file_variable_and_key_path(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.stack.config import StackConfigError
+from harness.stack.run_config import StackConfigError
 from harness.targets import (
     LibraryTarget,
     ProvidersTarget,

@@ -1,7 +1,9 @@
 """One adapter for every provider that speaks the OpenAI wire format (ollama, vllm, openai).
 
-The three differ only in where the OpenAI API lives, which key they send, and small defaults;
-all calls go through `provider_http_client`, so recording and replay see every byte.
+They differ only in where the OpenAI API lives, which key they send, and small defaults; those
+differences are data in each type's `ProviderSpec` (registry.py), so nothing here branches on
+the provider type. All calls go through `provider_http_client`, so recording and replay see
+every byte.
 """
 
 from __future__ import annotations
@@ -14,15 +16,12 @@ from typing import Any
 import httpx
 
 from harness.recording.modes import RecordingSettings
-from harness.stack.config import ProviderConfig
 from harness.stack.errors import StackConfigError, UpstreamConnectionError, UpstreamError
 from harness.stack.providers.http import provider_http_client
 from harness.stack.providers.registry import INFERENCE_PROVIDERS, secret_values
+from harness.stack.run_config_model import ProviderConfig
 
 logger = logging.getLogger(__name__)
-
-# Per-request key override, read from the X-LlamaStack-Provider-Data header.
-PROVIDER_DATA_KEYS = {"remote::openai": "openai_api_key", "remote::vllm": "vllm_api_token"}
 
 
 class OpenAICompatProvider:
@@ -30,30 +29,19 @@ class OpenAICompatProvider:
 
     def __init__(self, provider: ProviderConfig, *, recording: RecordingSettings | None) -> None:
         self.provider_id = str(provider.provider_id)
-        self.provider_type = provider.provider_type
         spec = INFERENCE_PROVIDERS[provider.provider_type]
-        config = {**_defaults(spec.default_config), **provider.config}
+        self.spec = spec
+        defaults = _defaults(spec.default_config)
+        config = {**defaults, **provider.config}
         self.config = config
         self.embedding_metadata = spec.embedding_models
-        self.default_max_tokens: int | None = None
-        self.api_key: str | None
-        verify: bool | str = True
-        if provider.provider_type == "remote::ollama":
-            self.base_url = str(config.get("url") or "http://localhost:11434").rstrip("/") + "/v1"
-            self.api_key = None
-        elif provider.provider_type == "remote::vllm":
-            if not config.get("url"):
-                raise StackConfigError(
-                    f"provider '{self.provider_id}': You must provide a URL in run.yaml "
-                    "(or via the VLLM_URL environment variable) to use vLLM."
-                )
-            self.base_url = str(config["url"]).rstrip("/")
-            self.api_key = config.get("api_token") or None
-            self.default_max_tokens = config.get("max_tokens") or None
-            verify = config.get("tls_verify", True)
-        else:
-            self.base_url = str(config.get("base_url") or "https://api.openai.com/v1").rstrip("/")
-            self.api_key = config.get("api_key") or None
+        url = config.get(spec.url_key) or defaults.get(spec.url_key)
+        if not url:
+            raise StackConfigError(f"provider '{self.provider_id}': {spec.url_required_message}")
+        self.base_url = str(url).rstrip("/") + spec.url_suffix
+        self.api_key: str | None = _configured(config, spec.key_field)
+        self.default_max_tokens: int | None = _configured(config, spec.max_tokens_key)
+        verify: bool | str = config.get(spec.verify_key, True) if spec.verify_key else True
         self.client = provider_http_client(
             self.base_url, recording=recording, secrets=secret_values(config), verify=verify
         )
@@ -61,18 +49,18 @@ class OpenAICompatProvider:
 
     @property
     def requires_api_key(self) -> bool:
-        return self.provider_type == "remote::openai"
+        return self.spec.key_required
 
     @property
     def skips_availability_check(self) -> bool:
-        return self.provider_type == "remote::vllm" and bool(self.api_key)
+        return self.spec.unchecked_when_keyed and bool(self.api_key)
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     def _headers(self, provider_data: Mapping[str, Any] | None) -> dict[str, str]:
         key = self.api_key
-        field = PROVIDER_DATA_KEYS.get(self.provider_type)
+        field = self.spec.provider_data_key
         if provider_data and field and provider_data.get(field):
             key = str(provider_data[field])
         if key is None and self.requires_api_key:
@@ -96,12 +84,11 @@ class OpenAICompatProvider:
         if self.skips_availability_check:
             return True
         candidates = {provider_model_id}
-        if self.provider_type == "remote::ollama":
-            candidates.add(f"{provider_model_id}:latest")
+        candidates.update(provider_model_id + suffix for suffix in self.spec.alias_suffixes)
         return bool(candidates & self.listed_models)
 
     def prepare(self, body: dict[str, Any], provider_model_id: str) -> dict[str, Any]:
-        """The upstream body: the bare provider model id, vLLM's default max_tokens."""
+        """The upstream body: the bare provider model id, the provider's default max_tokens."""
         body = {**body, "model": provider_model_id}
         generates_text = "prompt" in body or "messages" in body
         if self.default_max_tokens and generates_text and body.get("max_tokens") is None:
@@ -171,6 +158,11 @@ class OpenAICompatProvider:
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return TimeoutError(f"provider '{self.provider_id}' at {self.base_url}: {exc!r}")
         return UpstreamConnectionError(self.provider_id, self.base_url, str(exc) or repr(exc))
+
+
+def _configured(config: dict[str, Any], key: str | None) -> Any:
+    """The value of a key the spec names, or None if it names none or the config leaves it empty."""
+    return (config.get(key) or None) if key else None
 
 
 def _defaults(config: dict[str, Any]) -> dict[str, Any]:

@@ -57,16 +57,12 @@ class SqliteKVStore:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._db.run, "DELETE FROM kvstore WHERE key = ?", (key,))
 
-    async def keys_in_range(self, start: str, end: str) -> list[str]:
-        """Keys with start <= key <= end, in key order (inclusive end, as Llama Stack's)."""
-        rows = await asyncio.to_thread(
-            self._db.query,
-            "SELECT key FROM kvstore WHERE key >= ? AND key <= ? ORDER BY key",
-            (start, end),
-        )
-        return [row[0] for row in rows]
-
     async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) pairs whose key starts with `prefix`, in key order, the prefix included.
+
+        A range over the primary key rather than LIKE, so the `_` in ids such as `pmpt_...` is
+        not a wildcard.
+        """
         rows = await asyncio.to_thread(
             self._db.query,
             "SELECT key, value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",

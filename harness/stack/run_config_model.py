@@ -11,42 +11,10 @@ from typing import Any
 
 from harness.stack.envsubst import DISABLED
 
-# Backend type -> (family, fields with defaults; REQUIRED marks a mandatory field).
-REQUIRED = object()
-BACKEND_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "kv_sqlite": ("kv", {"db_path": REQUIRED}),
-    "sql_sqlite": ("sql", {"db_path": REQUIRED}),
-    "kv_redis": ("kv", {"host": "localhost", "port": 6379}),
-    "kv_postgres": (
-        "kv",
-        {
-            "host": "localhost",
-            "port": 5432,
-            "db": "llamastack",
-            "user": REQUIRED,
-            "password": None,
-            "ssl_mode": None,
-            "ca_cert_path": None,
-            "table_name": "llamastack_kvstore",
-        },
-    ),
-    "kv_mongodb": (
-        "kv",
-        {
-            "host": "localhost",
-            "port": 27017,
-            "db": "llamastack",
-            "user": None,
-            "password": None,
-            "collection_name": "llamastack_kvstore",
-        },
-    ),
-    "sql_postgres": (
-        "sql",
-        {"host": "localhost", "port": 5432, "db": "llamastack", "user": REQUIRED, "password": None},
-    ),
-}
-SUPPORTED_BACKENDS = ("kv_sqlite", "sql_sqlite")
+# Backend type -> the store family it serves. Llama Stack also has kv_redis, kv_postgres,
+# kv_mongodb and sql_postgres; this stack keeps all state in sqlite files, so the loader rejects
+# any other type where the run.yaml names it. Both types need only `db_path`.
+BACKEND_TYPES = {"kv_sqlite": "kv", "sql_sqlite": "sql"}
 STORE_FAMILIES = {
     "metadata": "kv",
     "prompts": "kv",
@@ -61,16 +29,11 @@ DEFAULT_PROMPTS_STORE = {"backend": "kv_default", "namespace": "prompts"}
 class BackendConfig:
     name: str
     type: str
-    fields: dict[str, Any]
+    db_path: Path
 
     @property
     def family(self) -> str:
-        return BACKEND_TYPES[self.type][0]
-
-    @property
-    def db_path(self) -> Path | None:
-        value = self.fields.get("db_path")
-        return Path(str(value)).expanduser() if value is not None else None
+        return BACKEND_TYPES[self.type]
 
 
 @dataclass(frozen=True)
@@ -83,8 +46,6 @@ class KVStoreRef:
 class SqlStoreRef:
     backend: str
     table_name: str
-    max_write_queue_size: int = 10000
-    num_writers: int = 4
 
 
 @dataclass(frozen=True)
@@ -112,6 +73,11 @@ class ModelSpec:
     provider_model_id: str | None
     model_type: str = "llm"
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        """Registered at startup: it names a provider, and not the disabled one."""
+        return bool(self.provider_id) and self.provider_id != DISABLED
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.stack.config_model import (
+from harness.stack.envsubst import EnvVarError, substitute_env
+from harness.stack.errors import StackConfigError
+from harness.stack.providers.registry import known_apis, resolve_provider_type
+from harness.stack.run_config_model import (
     BACKEND_TYPES,
     DEFAULT_PROMPTS_STORE,
-    REQUIRED,
     STORE_FAMILIES,
-    SUPPORTED_BACKENDS,
     BackendConfig,
     KVStoreRef,
     ModelSpec,
@@ -25,11 +26,10 @@ from harness.stack.config_model import (
     SqlStoreRef,
     StorageConfig,
 )
-from harness.stack.envsubst import EnvVarError, substitute_env
-from harness.stack.errors import StackConfigError
-from harness.stack.providers.registry import known_apis, resolve_provider_type
 
 __all__ = [
+    "DEFAULT_PORT",
+    "PORT_ENV",
     "BackendConfig",
     "KVStoreRef",
     "ModelSpec",
@@ -45,6 +45,11 @@ __all__ = [
 ]
 
 DISTRIBUTIONS_DIR = Path(__file__).parent / "distributions"
+
+# Where a stack serves when nothing names a port, and the variable that names one: Llama
+# Stack's. `harness stack run` and `--stack-config=server:<config>` both resolve ports with them.
+DEFAULT_PORT = 8321
+PORT_ENV = "LLAMA_STACK_PORT"
 
 
 def resolve_run_config_path(name_or_path: str) -> Path:
@@ -229,17 +234,11 @@ def _parse_storage(check: _Checker, raw: dict[str, Any]) -> StorageConfig:
         if backend_type not in BACKEND_TYPES:
             raise check.fail(
                 f"{path}.type",
-                f"unknown backend type '{backend_type}'; valid: {', '.join(BACKEND_TYPES)}",
+                f"unsupported backend type '{backend_type}'; this stack supports: "
+                f"{', '.join(BACKEND_TYPES)}",
             )
-        fields = {}
-        for key, default in BACKEND_TYPES[backend_type][1].items():
-            if default is REQUIRED:
-                fields[key] = check.typed(
-                    entry, key, (str, int), required=True, path=f"{path}.{key}"
-                )
-            else:
-                fields[key] = entry.get(key, default)
-        backends[name] = BackendConfig(name, backend_type, fields)
+        db_path = check.typed(entry, "db_path", (str, int), required=True, path=f"{path}.db_path")
+        backends[name] = BackendConfig(name, backend_type, Path(str(db_path)).expanduser())
 
     stores_raw = dict(check.typed(raw, "stores", dict, default={}, path="storage.stores") or {})
     if stores_raw.get("prompts") is None:
@@ -259,18 +258,12 @@ def _parse_storage(check: _Checker, raw: dict[str, Any]) -> StorageConfig:
             )
             stores[name] = KVStoreRef(backend, namespace)
         else:
-            stores[name] = SqlStoreRef(
-                backend,
-                check.typed(entry, "table_name", str, required=True, path=f"{path}.table_name"),
-                check.typed(
-                    entry,
-                    "max_write_queue_size",
-                    int,
-                    default=10000,
-                    path=f"{path}.max_write_queue_size",
-                ),
-                check.typed(entry, "num_writers", int, default=4, path=f"{path}.num_writers"),
+            # Llama Stack's max_write_queue_size / num_writers tune its async write queue; this
+            # stack writes each completion directly, so they are ignored like any unknown key.
+            table_name = check.typed(
+                entry, "table_name", str, required=True, path=f"{path}.table_name"
             )
+            stores[name] = SqlStoreRef(backend, table_name)
     return StorageConfig(backends, stores)
 
 
@@ -289,12 +282,6 @@ def _ensure_backend(
             f"{path}.backend",
             f"{store} references backend '{name}' of type '{backend.type}', "
             f"but a backend of type {family}_* is required.",
-        )
-    if backend.type not in SUPPORTED_BACKENDS:
-        raise check.fail(
-            f"{path}.backend",
-            f"{store} uses backend '{name}' of type '{backend.type}', which this stack does not "
-            f"support yet; use {family}_sqlite.",
         )
 
 

@@ -1,4 +1,8 @@
-"""Server routes: health, version, providers (secrets redacted) and route inspection."""
+"""Inspection routes: health, version, providers (secrets redacted) and the route list.
+
+They describe the running stack; starting and stopping stack server processes is the job of
+`harness/server.py`, which is why this module is not called "server".
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from harness.stack.config import ProviderConfig, RunConfig
 from harness.stack.http_api import route
 from harness.stack.providers.registry import redact
+from harness.stack.run_config_model import ProviderConfig, RunConfig
 
 NO_HEALTH = {"status": "Not Implemented", "message": "Provider does not implement health check"}
 # Route prefix -> API, for /v1/inspect/routes (Llama Stack lists neither models nor prompts).

@@ -1,4 +1,4 @@
-"""Server endpoints (health, version, providers, routes) and the replay-miss response."""
+"""Inspection endpoints (health, version, providers, routes) and the replay-miss response."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from harness.recording.errors import RECORDING_MISS_HEADER
-from harness.recording.modes import Mode, RecordingSettings
+from harness.recording.modes import DIR_ENV, MODE_ENV, Mode, RecordingSettings
 from harness.stack.app import create_app
-from harness.stack.config import StackConfigError, load_run_config
+from harness.stack.run_config import StackConfigError, load_run_config
 from tests.fakes.provider import FakeProvider
 from tests.support.stack import provider_entry, stack_client, write_run_config
 
@@ -70,7 +70,7 @@ def test_vllm_without_url_is_a_config_error_at_app_creation(tmp_path):
     )
 
     with pytest.raises(StackConfigError, match="You must provide a URL"):
-        create_app(load_run_config(path, env={}), recording_from_env=False)
+        create_app(load_run_config(path, env={}))
 
 
 def test_replay_miss_is_a_500_carrying_the_diagnostic(tmp_path):
@@ -97,3 +97,20 @@ def test_replay_miss_is_a_500_carrying_the_diagnostic(tmp_path):
         assert response.headers[RECORDING_MISS_HEADER] == body["recording_miss"]["fingerprint"]
         assert "no recording" in body["detail"]
         assert body["error"]["message"] == body["detail"]
+
+
+def test_app_without_recording_settings_is_live_whatever_the_environment_says(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(MODE_ENV, "replay")
+    monkeypatch.setenv(DIR_ENV, str(tmp_path / "recordings"))
+    with (
+        FakeProvider() as fake,
+        stack_client(tmp_path, [provider_entry("remote::ollama", fake.base_url)]) as client,
+    ):
+        response = client.post(
+            "/v1/chat/completions", json={"model": "ollama/llama3.2:3b", "messages": USER}
+        )
+
+    assert response.status_code == 200, response.text
+    assert [r["path"] for r in fake.requests if r["method"] == "POST"] == ["/v1/chat/completions"]
