@@ -167,6 +167,21 @@ def _recordings_dir(config: pytest.Config) -> tuple[Path, bool]:
     return (base / raw).resolve(), True
 
 
+def _check_writable(directory: Path, mode: Mode) -> None:
+    """A recording session must be able to write its recordings: say so now, not per test."""
+    if mode not in (Mode.RECORD, Mode.RECORD_IF_MISSING):
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"recordings directory {directory} is not writable ({exc.strerror or exc}); "
+            f"mode {mode} writes recordings there. Make it writable or pass --recordings-dir."
+        ) from None
+
+
 def _scratch(config: pytest.Config, target: StackTarget | None) -> tuple[Path | None, bool]:
     """The session's scratch directory: the controller's under xdist, none without a stack."""
     if hasattr(config, "workerinput"):
@@ -187,6 +202,7 @@ def resolve(config: pytest.Config) -> HarnessOptions:
     raw_pace = os.environ.get(PACE_ENV, "").strip()
     pace = parse_pace(raw_pace) if raw_pace else 0.0
     directory, dir_given = _recordings_dir(config)
+    _check_writable(directory, mode)
     timeout, timeout_source = _value(config, "stack_startup_timeout")
     try:
         startup_timeout = float(timeout or DEFAULT_STARTUP_TIMEOUT)

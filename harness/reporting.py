@@ -41,10 +41,11 @@ class MissCollector:
             return
         response.read()
         try:
-            miss = response.json().get("recording_miss")
+            body = response.json()
         except ValueError:
-            miss = None
-        self.misses.append(miss or {"fingerprint": response.headers[RECORDING_MISS_HEADER]})
+            body = {}
+        report = body.get("recording_miss") or body.get("recording_error")
+        self.misses.append(report or {"fingerprint": response.headers[RECORDING_MISS_HEADER]})
 
 
 def raised_miss(error: BaseException | None, options: HarnessOptions) -> dict[str, Any] | None:
@@ -64,6 +65,8 @@ def miss_text(miss: dict[str, Any], options: HarnessOptions) -> str:
     """The miss diagnostic, its record command carrying the options this session ran with."""
     from harness.recording.diagnostics import record_command
 
+    if "message" in miss:  # a recording the stack could not read or write
+        return f"Recording fault: {miss['message']}"
     if "endpoint" not in miss:
         return f"Replay miss (fingerprint {miss.get('fingerprint')}); see the stack's log"
     command = record_command(miss.get("test_id", ""), options.record_args)
@@ -84,10 +87,15 @@ def show_misses(
     contradict it.
     """
     text = "\n\n".join(miss_text(miss, options) for miss in misses)
-    title = f"stack-harness: replay miss ({len(misses)})"
+    if any("message" in miss for miss in misses):
+        title = f"stack-harness: recording fault ({len(misses)})"
+        what = "the stack could not read or write a recording"
+    else:
+        title = f"stack-harness: replay miss ({len(misses)})"
+        what = "the stack had no recording for a request"
     if raised or report.passed:
         report.outcome = "failed"
-        report.longrepr = f"{title}: the stack had no recording for a request\n\n{text}"
+        report.longrepr = f"{title}: {what}\n\n{text}"
     elif hasattr(report.longrepr, "addsection"):
         report.longrepr.addsection(title, text)
     else:

@@ -188,10 +188,20 @@ class RecordingStore:
     def write(self, record: dict[str, Any], path: Path | None = None) -> tuple[Path, bool]:
         """Write a recording atomically (at its layout path unless given one).
 
-        Returns (path, whether the file changed).
+        Returns (path, whether the file changed). A file system that refuses the write (a
+        read-only directory, a full disk) is a RecordingError naming the file; nothing is
+        left half-written.
         """
         path = path or self.path_for(record["test_id"], record["fingerprint"])
         text = dumps(record)
+        try:
+            return path, self._write(path, text)
+        except OSError as exc:
+            raise RecordingError(
+                f"{path}: cannot write the recording: {exc.strerror or exc}"
+            ) from None
+
+    def _write(self, path: Path, text: str) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _lock_for(path):
             try:
@@ -201,7 +211,7 @@ class RecordingStore:
             if existing is not None and _without_timing(existing) == _without_timing(
                 json.loads(text)
             ):
-                return path, False
+                return False
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             try:
                 os.fchmod(fd, _new_file_mode())  # mkstemp's 0600 is not for committed files
@@ -213,7 +223,7 @@ class RecordingStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-        return path, True
+        return True
 
     def module_files(self, test_id: str) -> list[Path]:
         folder = self.directory / module_dir(test_id)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from harness.recording.context import AttributionMiddleware
-from harness.recording.errors import RECORDING_MISS_HEADER, ReplayMissError
+from harness.recording.errors import RecordingError, ReplayMissError, error_response
 from harness.recording.modes import RecordingSettings
 from harness.stack import api_inference, api_inspect, api_prompts
 from harness.stack.errors import (
@@ -83,6 +83,8 @@ class Stack:
                     "model listing of provider %s not recorded:\n%s", provider.provider_id, exc
                 )
                 continue
+            except RecordingError:
+                raise  # an unreadable or unwritable recording is not a provider being down
             except Exception as exc:
                 logger.warning(
                     "could not list models of provider %s: %s", provider.provider_id, exc
@@ -216,19 +218,18 @@ async def _translated(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(detail), status_code=status)
 
 
-async def _replay_miss(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ReplayMissError)
+async def _recording_fault(request: Request, exc: Exception) -> Response:
+    """A replay miss or a recording the stack could not read or write: the diagnostic goes
+    to the test that made the request, not only to this log."""
+    assert isinstance(exc, RecordingError)
     logger.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {**error_body(exc.summary()), "recording_miss": exc.to_dict()},
-        status_code=500,
-        headers={RECORDING_MISS_HEADER: str(exc.miss.get("fingerprint", ""))},
-    )
+    body, headers = error_response(exc)
+    return JSONResponse(body, status_code=500, headers=headers)
 
 
 def error_handlers() -> dict[type[Exception], object]:
     handlers: dict[type[Exception], object] = {kind: _translated for kind in TRANSLATED}
     handlers[RequestValidationError] = _validation_error
     handlers[HTTPException] = _http_error
-    handlers[ReplayMissError] = _replay_miss
+    handlers[RecordingError] = _recording_fault
     return handlers

@@ -58,6 +58,12 @@ def translate_exception(exc: BaseException) -> tuple[int, Any]:
     """
     from pydantic import ValidationError
 
+    from harness.recording.errors import RecordingError, ReplayMissError
+
+    if isinstance(exc, ReplayMissError):
+        return 500, exc.summary()
+    if isinstance(exc, RecordingError):
+        return 500, str(exc)  # names the recording file and the cause
     if isinstance(exc, ValidationError):
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return 400, {"errors": errors}
