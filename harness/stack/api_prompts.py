@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,15 +22,16 @@ class CreatePromptRequest(BaseModel):
     variables: list[str] | None = None
 
 
+# A JSON `true` is not version 1: body versions are strict integers.
 class UpdatePromptRequest(BaseModel):
     prompt: str
-    version: int
+    version: StrictInt
     variables: list[str] | None = None
     set_as_default: bool = True
 
 
 class SetDefaultVersionRequest(BaseModel):
-    version: int
+    version: StrictInt
 
 
 class GetPromptQuery(BaseModel):

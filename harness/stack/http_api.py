@@ -46,10 +46,29 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise RequestValidationError(
             [{"loc": ["body", position], "msg": "JSON decode error", "type": "json_invalid"}]
         ) from None
+    unstorable = _lone_surrogates(data, ["body"])
+    if unstorable:
+        raise RequestValidationError(unstorable)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(_errors(exc, "body")) from None
+
+
+def _lone_surrogates(value: Any, loc: list[Any]) -> list[dict[str, Any]]:
+    """Strings JSON allows (an escaped lone surrogate) but no store can keep as text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            msg = "Input should be valid Unicode text; a lone surrogate cannot be stored"
+            return [{"loc": loc, "msg": msg, "type": "string_unicode"}]
+        return []
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _lone_surrogates(v, [*loc, k])]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _lone_surrogates(v, [*loc, i])]
+    return []
 
 
 def parse_query(request: Request, model: type[M]) -> M:

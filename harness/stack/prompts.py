@@ -9,6 +9,7 @@ Failures a client causes are `ValueError` (HTTP 400 "Invalid value: ...") or a p
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 
@@ -19,6 +20,7 @@ from harness.stack.storage.kv_sqlite import SqliteKVStore
 PLACEHOLDER = re.compile(r"{{\s*(\w+)\s*}}")
 PROMPT_ID = re.compile(r"pmpt_[0-9a-f]{48}")
 PREFIX = "prompts:v1:"
+logger = logging.getLogger(__name__)
 
 
 class Prompt(BaseModel):
@@ -95,7 +97,7 @@ class PromptService:
         return record
 
     async def get_prompt(self, prompt_id: str, version: int | None = None) -> Prompt:
-        if version:
+        if version is not None:
             key = version_key(prompt_id, version)
         else:
             pointer = await self.kv.get(default_key(prompt_id))
@@ -104,7 +106,8 @@ class PromptService:
             key = version_key(prompt_id, pointer)
         raw = await self.kv.get(key)
         if raw is None:
-            raise ValueError(f"Prompt {prompt_id}:{version or 'default'} not found")
+            where = version if version is not None else "default"
+            raise ValueError(f"Prompt {prompt_id}:{where} not found")
         return Prompt.model_validate_json(raw)
 
     async def list_prompt_versions(self, prompt_id: str) -> list[Prompt]:
@@ -115,8 +118,8 @@ class PromptService:
             suffix = key.rsplit(":", 1)[1]
             if suffix == "default":
                 pointer = value
-            else:
-                versions.append(Prompt.model_validate_json(value))
+            elif (prompt := _readable(key, value)) is not None:
+                versions.append(prompt)
         if not versions:
             raise ValueError(f"Prompt {prompt_id} not found")
         versions.sort(key=lambda p: p.version)
@@ -163,15 +166,28 @@ class PromptService:
         }
         result = []
         for prompt_id in sorted(pointers, reverse=True):
-            raw = await self.kv.get(version_key(prompt_id, pointers[prompt_id]))
-            if raw is not None:
-                result.append(Prompt.model_validate_json(raw))
+            key = version_key(prompt_id, pointers[prompt_id])
+            raw = await self.kv.get(key)
+            if raw is not None and (prompt := _readable(key, raw)) is not None:
+                result.append(prompt)
         return result
 
     async def delete_prompt(self, prompt_id: str) -> None:
-        await self.get_prompt(prompt_id)
+        # Only the pointer must exist: a row that cannot be read can still be deleted.
+        if await self.kv.get(default_key(prompt_id)) is None:
+            raise ValueError(f"Prompt {prompt_id}:default not found")
         for key, _ in await self.kv.items_with_prefix(f"{PREFIX}{prompt_id}:"):
             await self.kv.delete(key)
+
+
+def _readable(key: str, raw: str) -> Prompt | None:
+    """A stored prompt, or None (logged) for a row that no longer validates: one bad row must
+    not break listing the others."""
+    try:
+        return Prompt.model_validate_json(raw)
+    except ValueError as exc:
+        logger.warning("skipping unreadable prompt row %s: %s", key, exc)
+        return None
 
 
 def _not_latest(version: int, prompt_id: str, latest: int) -> ValueError:

@@ -289,7 +289,7 @@ def run_config_from_providers(spec: str, env: Mapping[str, str] | None = None) -
     """A library-mode config from "api=provider,...", with default provider configs and storage."""
     from harness.stack.providers.registry import INFERENCE_PROVIDERS
 
-    source = f"--providers {spec!r}"
+    source = f"--stack-config={spec!r}"
     apis = known_apis()
     providers: dict[str, list[dict[str, Any]]] = {}
     store_dir = "${env.SQLITE_STORE_DIR:=~/.llama/distributions/providers-run}"

@@ -118,6 +118,9 @@ def test_unknown_provider_is_a_usage_error_listing_the_valid_ones(project):
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown provider 'nosuch'*remote::ollama*"])
+    # It names the option the user typed (there is no --providers option).
+    result.stderr.fnmatch_lines(["*--stack-config='inference=nosuch'*"])
+    assert "--providers" not in result.stderr.str()
 
 
 def test_malformed_stack_config_lists_the_five_forms(project):

@@ -87,7 +87,9 @@ def test_get_without_version_returns_the_default(service):
 
     assert run(service.get_prompt(created.prompt_id)).prompt == "v1"
     assert run(service.get_prompt(created.prompt_id, 2)).prompt == "v2"
-    assert run(service.get_prompt(created.prompt_id, 0)).prompt == "v1"
+    # Version 0 is not a way of asking for the default (Llama Stack's falsy check is a bug).
+    with pytest.raises(ValueError, match=rf"^Prompt {created.prompt_id}:0 not found$"):
+        run(service.get_prompt(created.prompt_id, 0))
 
 
 def test_get_missing_prompt_or_version(service):

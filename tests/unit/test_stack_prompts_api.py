@@ -154,3 +154,57 @@ def test_unknown_path_and_wrong_method(client):
     assert client.get("/v1/nothing").json() == {"detail": "Not Found"}
     wrong = client.patch("/v1/prompts")
     assert (wrong.status_code, wrong.json()) == (405, {"detail": "Method Not Allowed"})
+
+
+def test_a_lone_surrogate_is_rejected_before_anything_is_written(client, pid):
+    # JSON can carry an escaped lone surrogate; no text store can keep it.
+    response = client.post(
+        "/v1/prompts",
+        content=b'{"prompt": "\\ud800 x"}',
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]["detail"]["errors"][0]
+    assert error["loc"] == ["body", "prompt"] and error["type"] == "string_unicode"
+    assert [p["prompt_id"] for p in client.get("/v1/prompts").json()["data"]] == [pid]
+
+
+def test_an_unreadable_row_breaks_neither_the_listing_nor_its_own_delete(client, pid, tmp_path):
+    import sqlite3
+
+    bad = "pmpt_" + "f" * 48
+    with sqlite3.connect(tmp_path / "kvstore.db") as db:  # a row an older version left behind
+        db.execute(
+            "INSERT INTO kvstore (key, value) VALUES (?, ?), (?, ?)",
+            (
+                f"prompts:v1:{bad}:1",
+                '{"prompt": "\\ud800", "version": 1}',
+                f"prompts:v1:{bad}:default",
+                "1",
+            ),
+        )
+
+    listed = client.get("/v1/prompts")
+    assert listed.status_code == 200, listed.text
+    assert [p["prompt_id"] for p in listed.json()["data"]] == [pid]
+    assert client.delete(f"/v1/prompts/{bad}").status_code == 204
+    with sqlite3.connect(tmp_path / "kvstore.db") as db:
+        assert db.execute(
+            "SELECT count(*) FROM kvstore WHERE key LIKE ?", (f"%{bad}%",)
+        ).fetchone() == (0,)
+
+
+def test_version_zero_is_not_the_default_and_true_is_not_a_version(client, pid):
+    zero = client.get(f"/v1/prompts/{pid}", params={"version": 0})
+    assert zero.status_code == 400
+    assert zero.json()["detail"] == f"Invalid value: Prompt {pid}:0 not found"
+
+    for body in ({"prompt": "v2", "version": True}, {"version": True}):
+        path = (
+            f"/v1/prompts/{pid}" if "prompt" in body else f"/v1/prompts/{pid}/set-default-version"
+        )
+        response = client.post(path, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["detail"]["errors"][0]["loc"] == ["body", "version"]
+    assert client.get(f"/v1/prompts/{pid}").json()["version"] == 1
