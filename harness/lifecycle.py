@@ -10,6 +10,7 @@ workers exist. This module knows pytest only through the `announce` callback it 
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 import signal
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from harness.options import HarnessOptions
@@ -241,6 +243,14 @@ class StackLifecycle:
             return InProcessStack(app).start(timeout=self.options.startup_timeout)
         except Exception as exc:
             raise StackStartError(f"the in-process stack failed to start: {exc}") from exc
+
+
+def openai_http_library() -> ModuleType:
+    """The HTTP library (httpx or httpx2) of the installed openai SDK's `http_client`."""
+    import openai
+
+    base = next(c for c in openai.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
+    return importlib.import_module(base.__module__.split(".", 1)[0])
 
 
 def stack_command(template: str, target: ServerTarget) -> list[str]:

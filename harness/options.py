@@ -14,7 +14,7 @@ import string
 import tempfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,78 @@ COMMAND_FIELDS = ("config", "port")
 WORKER_KEY = "stack_harness"  # xdist workerinput key: what the controller shares
 DEFAULT_STARTUP_TIMEOUT = 60.0
 _FLAGS = {"stack_setup": "--setup"}
+
+
+@dataclass(frozen=True)
+class _Option:
+    flag: str
+    dest: str  # also the ini key
+    help: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    ini_type: str = "string"
+
+
+OPTIONS = (
+    _Option(
+        "--stack-config",
+        "stack_config",
+        f"the stack to test (also ${STACK_CONFIG_ENV}); one of: server:<config>[:<port>], "
+        "a URL, a distribution name or run.yaml (library mode), api=provider,...",
+    ),
+    _Option(
+        "--inference-mode",
+        "inference_mode",
+        f"replay (default), record, live or record-if-missing (also ${MODE_ENV})",
+    ),
+    _Option(
+        "--recordings-dir",
+        "recordings_dir",
+        f"recordings directory (also ${DIR_ENV}; default <rootdir>/recordings)",
+    ),
+    _Option(
+        "--env",
+        "stack_env",
+        "set a variable in the stack's environment, e.g. an API key (repeatable)",
+        {"action": "append", "default": [], "metavar": "KEY=VALUE"},
+        ini_type="linelist",
+    ),
+    _Option("--text-model", "text_model", "text model id (default: the setup's)"),
+    _Option("--embedding-model", "embedding_model", "embedding model id (default: the setup's)"),
+    _Option(
+        "--stack-startup-timeout",
+        "stack_startup_timeout",
+        "seconds to wait for a started stack to be healthy (default 60)",
+        {"type": float},
+    ),
+    _Option(
+        "--stack-command",
+        "stack_command",
+        "the command that serves a server:<config> target, a template with {config} and {port}, "
+        f"run without a shell (also ${STACK_COMMAND_ENV}); default: '{DEFAULT_STACK_COMMAND}', "
+        "e.g. 'llama stack run {config} --port {port}'",
+    ),
+    _Option(
+        "--setup",
+        "stack_setup",
+        f"provider env defaults and default models ({setups.help_text()}); default ollama",
+        {"metavar": "NAME"},
+    ),
+)
+
+
+def taken_flags(parser: pytest.Parser) -> list[str]:
+    """Our flags that something loaded earlier (a project's conftest) already defines."""
+    defined = parser._opt2dest  # pytest keeps no public list of the defined option strings
+    return [option.flag for option in OPTIONS if option.flag in defined]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare the plugin's flags and their ini keys (`pytest --help` lists them)."""
+    group = parser.getgroup("stack-harness", "stack-harness (record-replay against a stack)")
+    for option in OPTIONS:
+        kwargs = {"default": None, **option.kwargs}
+        group.addoption(option.flag, dest=option.dest, help=option.help, **kwargs)
+        parser.addini(option.dest, f"default for {option.flag}", type=option.ini_type)
 
 
 @dataclass(frozen=True)

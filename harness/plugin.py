@@ -24,11 +24,16 @@ import pytest
 
 from harness import options as harness_options
 from harness import reporting, setups
-from harness.lifecycle import StackHandle, StackLifecycle, StackStartError
+from harness.lifecycle import (
+    StackHandle,
+    StackLifecycle,
+    StackStartError,
+    openai_http_library,
+)
 from harness.options import STACK_CONFIG_ENV, WORKER_KEY, HarnessOptions
 from harness.recording.context import attribution_headers
 from harness.recording.errors import RecordingError
-from harness.recording.modes import DIR_ENV, MODE_ENV, Mode
+from harness.recording.modes import Mode
 from harness.stack.run_config import StackConfigError
 from harness.targets import ServerTarget, StackTarget, UrlTarget
 
@@ -42,68 +47,30 @@ _OPTIONS = pytest.StashKey[HarnessOptions]()
 _LIFECYCLE = pytest.StashKey[StackLifecycle]()
 _COLLECTION = pytest.StashKey[reporting.Collection]()
 _MISSES = pytest.StashKey[reporting.MissCollector]()
+_STOOD_ASIDE = pytest.StashKey[list[str]]()
 
 
 # -- options ----------------------------------------------------------------------------------
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("stack-harness", "stack-harness (record-replay against a stack)")
-
-    def add(flag: str, ini: str, help: str, **kwargs: Any) -> None:
-        group.addoption(flag, dest=ini, default=None, help=help, **kwargs)
-        parser.addini(ini, f"default for {flag}", type="string")
-
-    add(
-        "--stack-config",
-        "stack_config",
-        f"the stack to test (also ${STACK_CONFIG_ENV}); one of: server:<config>[:<port>], "
-        "a URL, a distribution name or run.yaml (library mode), api=provider,...",
-    )
-    add(
-        "--inference-mode",
-        "inference_mode",
-        f"replay (default), record, live or record-if-missing (also ${MODE_ENV})",
-    )
-    add(
-        "--recordings-dir",
-        "recordings_dir",
-        f"recordings directory (also ${DIR_ENV}; default <rootdir>/recordings)",
-    )
-    group.addoption(
-        "--env",
-        dest="stack_env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a variable in the stack's environment, e.g. an API key (repeatable)",
-    )
-    parser.addini("stack_env", "KEY=VALUE lines for the stack's environment", type="linelist")
-    add("--text-model", "text_model", "text model id (default: the setup's)")
-    add("--embedding-model", "embedding_model", "embedding model id (default: the setup's)")
-    add(
-        "--stack-startup-timeout",
-        "stack_startup_timeout",
-        "seconds to wait for a started stack to be healthy (default 60)",
-        type=float,
-    )
-    add(
-        "--stack-command",
-        "stack_command",
-        "the command that serves a server:<config> target, a template with {config} and {port}, "
-        "run without a shell (also $LLAMA_STACK_TEST_STACK_COMMAND); default: "
-        "'harness stack run {config} --port {port}', e.g. 'llama stack run {config} --port {port}'",
-    )
-    add(
-        "--setup",
-        "stack_setup",
-        f"provider env defaults and default models ({setups.help_text()}); default ollama",
-        choices=list(setups.SETUPS),
-    )
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> Any:
+    # Options are added once the project's initial conftests are loaded, so a conftest that
+    # defines the same ones (Llama Stack's own tests/integration/conftest.py does) wins: the
+    # harness then stands aside for the session instead of breaking it with an argparse clash.
+    result = yield
+    taken = harness_options.taken_flags(parser)
+    if taken:
+        early_config.stash[_STOOD_ASIDE] = taken
+    else:
+        harness_options.add_options(parser)
+    return result
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    if _STOOD_ASIDE in config.stash:
+        return
     try:
         options = harness_options.resolve(config)
     except (StackConfigError, RecordingError, setups.SetupError) as exc:
@@ -118,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
+    if _STOOD_ASIDE in config.stash:
+        return (
+            "stack-harness: standing aside for this session: the project's conftest defines "
+            f"{', '.join(config.stash[_STOOD_ASIDE])} itself"
+        )
     options = config.stash.get(_OPTIONS, None)
     if options is None or options.target is None:
         return None
@@ -232,12 +204,15 @@ def http_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
 
 @pytest.fixture
 def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
-    """The official openai SDK at `<stack>/v1`, no retries, carrying the test-id headers."""
-    import httpx2
+    """The official openai SDK at `<stack>/v1`, no retries, carrying the test-id headers.
+
+    Works with the SDK the project has: 1.x and 2.x are built on httpx, 3.x on httpx2.
+    """
     import openai
 
-    with httpx2.Client(
-        transport=_harness_stack.transport(httpx2),
+    lib = openai_http_library()
+    with lib.Client(
+        transport=_harness_stack.transport(lib),
         headers=_harness_test.headers,
         event_hooks=_harness_test.hooks,
         timeout=CLIENT_TIMEOUT,

@@ -144,3 +144,51 @@ def test_without_stack_config_stack_tests_skip_naming_the_option(project):
 
     result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines(["*no stack to test against: pass --stack-config*"])
+
+
+OPENAI_RUN_YAML = """\
+version: 2
+image_name: openai-test
+providers:
+  inference:
+    - provider_id: openai
+      provider_type: remote::openai
+      config:
+        api_key: ${env.OPENAI_API_KEY:=}
+        base_url: ${env.OPENAI_BASE_URL}
+storage:
+  backends:
+    kv_default: {type: kv_sqlite, db_path: "${env.SQLITE_STORE_DIR}/kvstore.db"}
+    sql_default: {type: sql_sqlite, db_path: "${env.SQLITE_STORE_DIR}/sql_store.db"}
+  stores:
+    metadata: {backend: kv_default, namespace: registry}
+    inference: {backend: sql_default, table_name: inference_store}
+    prompts: {backend: kv_default, namespace: prompts}
+"""
+
+
+@pytest.mark.parametrize("form", ["server", "library"])
+def test_replay_needs_no_provider_key(project, fake_provider, monkeypatch, form):
+    project.makefile(".yaml", openai_run=OPENAI_RUN_YAML)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake_provider.base_url}/v1")
+    config = f"server:openai_run.yaml:{free_port()}" if form == "server" else "openai_run.yaml"
+    args = [
+        f"--stack-config={config}",
+        "--text-model=openai/llama3.2:3b",
+        "test_chat.py::test_chat",
+    ]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-recording-key-0123456789")
+    project.runpytest_subprocess(*args, "--inference-mode=record").assert_outcomes(passed=1)
+    assert all(
+        "sk-recording-key" not in p.read_text() for p in recordings(project.path / "recordings")
+    )
+
+    fake_provider.stop()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    replayed = project.runpytest_subprocess(*args)
+
+    replayed.assert_outcomes(passed=1)
+    # Recording still needs the real key: without one the stack says so.
+    unkeyed = project.runpytest_subprocess(*args, "--inference-mode=live")
+    unkeyed.assert_outcomes(failed=1)
+    unkeyed.stdout.fnmatch_lines(["*API key not provided*"])

@@ -98,7 +98,7 @@ def test_unknown_setup_lists_the_valid_ones(inner):
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*invalid choice: 'bedrock' (choose from 'ollama', 'vllm', 'openai')*"]
+        ["*--setup='bedrock' is not a known setup; use one of: ollama, vllm, openai*"]
     )
 
 
@@ -126,7 +126,8 @@ def test_help_shows_the_option_group_and_setup_values(inner):
             "*--text-model=TEXT_MODEL*",
             "*--embedding-model=EMBEDDING_MODEL*",
             "*--stack-startup-timeout=STACK_STARTUP_TIMEOUT*",
-            "*--setup={ollama,vllm,openai}*",
+            "*--stack-command=STACK_COMMAND*",
+            "*--setup=NAME*(ollama: Ollama*",
         ]
     )
     result.stdout.fnmatch_lines(["*stack_config (string):*", "*inference_mode (string):*"])
@@ -190,3 +191,37 @@ def test_every_client_sends_the_test_id_and_a_fresh_invocation_per_test(inner, s
         "test_clients.py::test_second",
     ]
     assert seen[0][1] == seen[1][1] != seen[2][1]
+
+
+LLAMA_STACK_LIKE_CONFTEST = """
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--stack-config", help="the project's own")
+    parser.addoption("--env", action="append", help="the project's own")
+    parser.addoption("--text-model", help="the project's own")
+    parser.addoption("--embedding-model", help="the project's own")
+    parser.addoption("--inference-mode", default="replay", help="the project's own")
+    parser.addoption("--setup", help="the project's own")
+
+
+@pytest.fixture
+def own(request):
+    return request.config.getoption("--stack-config"), request.config.getoption("--text-model")
+"""
+
+
+def test_the_harness_stands_aside_for_a_conftest_that_defines_its_options(pytester, monkeypatch):
+    for name in HARNESS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(LLAMA_STACK_LIKE_CONFTEST)
+    pytester.makepyfile(test_own="def test_own(own):\n    assert own == ('server:starter', 'm1')\n")
+
+    result = pytester.runpytest_subprocess("--stack-config=server:starter", "--text-model=m1")
+
+    result.assert_outcomes(passed=1)
+    output = result.stdout.str()
+    assert output.count("stack-harness: standing aside for this session") == 1
+    assert "--stack-config, --inference-mode, --env, --text-model, --embedding-model" in output
+    assert "started the stack server" not in output
