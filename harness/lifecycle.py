@@ -60,6 +60,10 @@ class StackHandle:
 
     base_url: str
     inprocess: Any = None  # harness.inprocess.InProcessStack
+    # Reuse connections only with the reference stack. Llama Stack 0.7 drops a connection
+    # after a request whose handler raised, so the next request on it is reset; a stack we
+    # did not write gets a fresh connection per request (cheap on loopback).
+    keepalive: bool = True
     _transports: dict[str, Any] = field(default_factory=dict)
 
     def transport(self, lib: Any) -> KeepOpen:
@@ -69,8 +73,11 @@ class StackHandle:
             if self.inprocess is not None:
                 self._transports[name] = self.inprocess.transport(lib)
             else:
+                limits = (
+                    {} if self.keepalive else {"limits": lib.Limits(max_keepalive_connections=0)}
+                )
                 self._transports[name] = lib.HTTPTransport(
-                    verify=self.base_url.startswith("https:")
+                    verify=self.base_url.startswith("https:"), **limits
                 )
         return KeepOpen(self._transports[name])
 
@@ -102,7 +109,7 @@ class StackLifecycle:
 
     def adopt(self, base_url: str, pid: int | None) -> None:
         """An xdist worker: use the server its controller started or reused."""
-        self._handle = StackHandle(base_url=base_url)
+        self._handle = StackHandle(base_url=base_url, keepalive=self.options.runs_reference_stack)
         self._adopted_pid = pid
         self.owns_usage_log = False
 
@@ -168,9 +175,10 @@ class StackLifecycle:
         if isinstance(target, UrlTarget):
             self.origin = f"using the stack at {target.url} (recorded at the client layer)"
             self._announce(self.origin)
-            return StackHandle(base_url=target.url)
+            return StackHandle(base_url=target.url, keepalive=False)
         if isinstance(target, ServerTarget):
-            return StackHandle(base_url=self._acquire_server(target))
+            base_url = self._acquire_server(target)
+            return StackHandle(base_url=base_url, keepalive=self.options.runs_reference_stack)
         assert isinstance(target, LibraryTarget | ProvidersTarget)
         self.origin = f"serving {target.describe().split(' ', 1)[1]} in-process"
         inprocess = self._start_inprocess()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.integration.wire import model_field
+
 
 def test_completion_returns_text(openai_client, text_model_id):
     response = openai_client.completions.create(
@@ -15,7 +17,7 @@ def test_completion_returns_text(openai_client, text_model_id):
 
 def test_embeddings_have_the_models_dimension(openai_client, embedding_model_id):
     models = {m.id: m for m in openai_client.models.list()}
-    dimension = models[embedding_model_id].model_extra["metadata"]["embedding_dimension"]
+    dimension = model_field(models[embedding_model_id].model_extra, "embedding_dimension")
 
     response = openai_client.embeddings.create(
         model=embedding_model_id, input=["a red apple", "a green pear"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.integration.wire import error_message, model_field
+
 
 def test_models_list_has_the_text_and_embedding_models(
     openai_client, text_model_id, embedding_model_id
@@ -10,8 +12,8 @@ def test_models_list_has_the_text_and_embedding_models(
 
     assert text_model_id in models
     assert embedding_model_id in models
-    assert models[text_model_id].model_extra["model_type"] == "llm"
-    assert models[embedding_model_id].model_extra["model_type"] == "embedding"
+    assert model_field(models[text_model_id].model_extra, "model_type") == "llm"
+    assert model_field(models[embedding_model_id].model_extra, "model_type") == "embedding"
 
 
 def test_model_carries_its_provider_and_provider_model_id(http_client, text_model_id):
@@ -30,4 +32,4 @@ def test_unknown_model_lookup_is_404(http_client):
     response = http_client.get("/v1/models/nosuchprovider/nosuchmodel")
 
     assert response.status_code == 404
-    assert "not found" in response.json()["detail"]
+    assert "not found" in error_message(response)

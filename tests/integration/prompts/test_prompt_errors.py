@@ -1,8 +1,15 @@
-"""Every error rule of the Prompts API, with Llama Stack's status codes and bodies."""
+"""Every error rule of the Prompts API, with Llama Stack's status codes and messages."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.integration.wire import (
+    error_message,
+    set_default_version,
+    update_prompt,
+    validation_errors,
+)
 
 
 @pytest.fixture
@@ -17,7 +24,7 @@ def test_undeclared_placeholder_is_rejected_naming_it(http_client):
     )
 
     assert response.status_code == 400
-    message = response.json()["detail"]["errors"][0]["msg"]
+    message = validation_errors(response)[0]["msg"]
     assert message.endswith("Prompt contains undeclared variables: ['undeclared']")
 
 
@@ -25,7 +32,7 @@ def test_missing_prompt_field_is_a_validation_error(http_client):
     response = http_client.post("/v1/prompts", json={"variables": ["name"]})
 
     assert response.status_code == 400
-    error = response.json()["error"]["detail"]["errors"][0]
+    error = validation_errors(response)[0]
     assert error["loc"] == ["body", "prompt"]
     assert error["type"] == "missing"
 
@@ -36,65 +43,65 @@ def test_body_that_is_not_json_is_rejected(http_client):
     )
 
     assert response.status_code == 400
-    assert response.json()["error"]["detail"]["errors"][0]["type"] == "json_invalid"
+    assert validation_errors(response)[0]["type"] == "json_invalid"
 
 
 def test_update_of_a_stale_version_names_the_latest(http_client, prompt_id):
-    http_client.post(f"/v1/prompts/{prompt_id}", json={"prompt": "v2", "version": 1})
+    update_prompt(http_client, prompt_id, prompt="v2", version=1)
 
-    response = http_client.post(f"/v1/prompts/{prompt_id}", json={"prompt": "v3", "version": 1})
+    response = update_prompt(http_client, prompt_id, prompt="v3", version=1)
 
     assert response.status_code == 400
-    assert response.json()["detail"] == (
-        f"Invalid value: '1' is not the latest prompt version for prompt_id='{prompt_id}'. "
+    assert error_message(response) == (
+        f"'1' is not the latest prompt version for prompt_id='{prompt_id}'. "
         "Use the latest version '2' in request."
     )
 
 
 def test_update_needs_a_version(http_client, prompt_id):
-    response = http_client.post(f"/v1/prompts/{prompt_id}", json={"prompt": "x"})
+    response = update_prompt(http_client, prompt_id, prompt="x")
 
     assert response.status_code == 400
-    assert response.json()["error"]["detail"]["errors"][0]["loc"] == ["body", "version"]
+    assert validation_errors(response)[0]["loc"] == ["body", "version"]
 
 
 def test_version_zero_is_rejected(http_client, prompt_id):
-    response = http_client.post(f"/v1/prompts/{prompt_id}", json={"prompt": "x", "version": 0})
+    response = update_prompt(http_client, prompt_id, prompt="x", version=0)
 
     assert response.status_code == 400
-    assert response.json()["detail"] == "Invalid value: Version must be >= 1"
+    assert error_message(response) == "Version must be >= 1"
 
 
 def test_unknown_version_is_400_not_found(http_client, prompt_id):
     response = http_client.get(f"/v1/prompts/{prompt_id}", params={"version": 9})
 
     assert response.status_code == 400
-    assert response.json()["detail"] == f"Invalid value: Prompt {prompt_id}:9 not found"
+    assert error_message(response) == f"Prompt {prompt_id}:9 not found"
 
 
 def test_unknown_prompt_is_400_not_found(http_client):
     response = http_client.get("/v1/prompts/pmpt_doesnotexist")
 
     assert response.status_code == 400
-    assert response.json()["detail"] == "Invalid value: Prompt pmpt_doesnotexist:default not found"
+    assert error_message(response) == "Prompt pmpt_doesnotexist:default not found"
 
 
 def test_non_integer_version_query_is_a_validation_error(http_client, prompt_id):
     response = http_client.get(f"/v1/prompts/{prompt_id}", params={"version": "abc"})
 
     assert response.status_code == 400
-    assert response.json()["error"]["detail"]["errors"][0]["type"] == "int_parsing"
+    assert validation_errors(response)[0]["type"] == "int_parsing"
 
 
 def test_set_default_to_a_missing_version_is_rejected(http_client, prompt_id):
-    response = http_client.post(f"/v1/prompts/{prompt_id}/set-default-version", json={"version": 7})
+    response = set_default_version(http_client, prompt_id, 7)
 
     assert response.status_code == 400
-    assert response.json()["detail"] == f"Invalid value: Prompt {prompt_id} version 7 not found"
+    assert error_message(response) == f"Prompt {prompt_id} version 7 not found"
 
 
 def test_delete_of_an_unknown_prompt_is_rejected(http_client):
     response = http_client.delete("/v1/prompts/pmpt_doesnotexist")
 
     assert response.status_code == 400
-    assert "pmpt_doesnotexist:default not found" in response.json()["detail"]
+    assert "pmpt_doesnotexist:default not found" in error_message(response)

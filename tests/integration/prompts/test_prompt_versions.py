@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.wire import deleted, set_default_version, update_prompt
+
 
 @pytest.fixture
 def prompt(http_client):
@@ -14,14 +16,12 @@ def prompt(http_client):
     return created.json()
 
 
-def update(http_client, prompt_id, **body):
-    return http_client.post(f"/v1/prompts/{prompt_id}", json=body)
-
-
 def test_update_writes_the_next_version_and_makes_it_default(http_client, prompt):
     pid = prompt["prompt_id"]
 
-    response = update(http_client, pid, prompt="Hello {{ name }}", version=1, variables=["name"])
+    response = update_prompt(
+        http_client, pid, prompt="Hello {{ name }}", version=1, variables=["name"]
+    )
 
     assert response.status_code == 200, response.text
     assert response.json()["version"] == 2
@@ -29,19 +29,8 @@ def test_update_writes_the_next_version_and_makes_it_default(http_client, prompt
     assert http_client.get(f"/v1/prompts/{pid}", params={"version": 1}).json()["version"] == 1
 
 
-def test_put_updates_like_post(http_client, prompt):
-    pid = prompt["prompt_id"]
-
-    response = http_client.put(
-        f"/v1/prompts/{pid}", json={"prompt": "Yo {{name}}", "version": 1, "variables": ["name"]}
-    )
-
-    assert response.status_code == 200, response.text
-    assert response.json()["version"] == 2
-
-
 def test_update_does_not_inherit_variables(http_client, prompt):
-    response = update(http_client, prompt["prompt_id"], prompt="no placeholders", version=1)
+    response = update_prompt(http_client, prompt["prompt_id"], prompt="no placeholders", version=1)
 
     assert response.json()["variables"] == []
 
@@ -49,7 +38,7 @@ def test_update_does_not_inherit_variables(http_client, prompt):
 def test_update_without_set_as_default_keeps_the_old_default(http_client, prompt):
     pid = prompt["prompt_id"]
 
-    update(http_client, pid, prompt="draft", version=1, set_as_default=False)
+    update_prompt(http_client, pid, prompt="draft", version=1, set_as_default=False)
 
     assert http_client.get(f"/v1/prompts/{pid}").json()["version"] == 1
     versions = http_client.get(f"/v1/prompts/{pid}/versions").json()["data"]
@@ -58,9 +47,9 @@ def test_update_without_set_as_default_keeps_the_old_default(http_client, prompt
 
 def test_set_default_version_moves_the_pointer(http_client, prompt):
     pid = prompt["prompt_id"]
-    update(http_client, pid, prompt="second", version=1)
+    update_prompt(http_client, pid, prompt="second", version=1)
 
-    response = http_client.post(f"/v1/prompts/{pid}/set-default-version", json={"version": 1})
+    response = set_default_version(http_client, pid, 1)
 
     assert response.status_code == 200, response.text
     assert response.json()["version"] == 1
@@ -71,7 +60,7 @@ def test_set_default_version_moves_the_pointer(http_client, prompt):
 
 def test_list_shows_each_prompts_default_version_sorted_by_id_descending(http_client, prompt):
     other = http_client.post("/v1/prompts", json={"prompt": "other"}).json()
-    update(http_client, prompt["prompt_id"], prompt="v2", version=1, set_as_default=False)
+    update_prompt(http_client, prompt["prompt_id"], prompt="v2", version=1, set_as_default=False)
 
     listed = http_client.get("/v1/prompts").json()["data"]
 
@@ -84,12 +73,11 @@ def test_list_shows_each_prompts_default_version_sorted_by_id_descending(http_cl
 
 def test_delete_removes_every_version(http_client, prompt):
     pid = prompt["prompt_id"]
-    update(http_client, pid, prompt="second", version=1)
+    update_prompt(http_client, pid, prompt="second", version=1)
 
-    deleted = http_client.delete(f"/v1/prompts/{pid}")
+    response = http_client.delete(f"/v1/prompts/{pid}")
 
-    assert deleted.status_code == 204
-    assert deleted.content == b""
+    assert deleted(response), (response.status_code, response.content)
     missing = http_client.get(f"/v1/prompts/{pid}", params={"version": 2})
     assert missing.status_code == 400
     assert pid not in {p["prompt_id"] for p in http_client.get("/v1/prompts").json()["data"]}
