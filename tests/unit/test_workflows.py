@@ -300,10 +300,16 @@ def fake_pytest_path(tmp_path: Path) -> tuple[str, Path]:
             ["--setup", "vllm", "tests/integration/inference", "tests/integration/prompts"],
         ),
         (
-            "inference",
-            "vision and not slow",
+            "",
+            "vision",
             "ollama",
-            ["--setup", "ollama", "-m", "vision and not slow", "tests/integration/inference"],
+            ["--setup", "ollama", "--suite", "vision", "tests/integration"],
+        ),
+        (
+            "inference",
+            "base",
+            "vllm",
+            ["--setup", "vllm", "--suite", "base", "tests/integration/inference"],
         ),
     ],
 )
@@ -343,6 +349,21 @@ def test_record_step_rejects_an_unknown_subdirectory(
 
     assert done.returncode == 1
     assert "tests/integration/agents does not exist" in done.stdout
+    assert not log.exists()
+
+
+@pytest.mark.parametrize("suite", ["vision and not slow", "-k x", "../vision"])
+def test_record_step_rejects_a_suite_that_is_not_a_suite_name(
+    record_job: dict, tmp_path: Path, fake_pytest_path: tuple[str, Path], suite: str
+) -> None:
+    """The input used to be a marker expression; pytest must never see one as --suite."""
+    path, log = fake_pytest_path
+    env = {"PATH": path, "TEST_SUBDIRS": "", "TEST_SUITE": suite, "TEST_PROVIDER": "ollama"}
+
+    done = run_step(step(record_job, "Record")["run"], tmp_path, env)
+
+    assert done.returncode == 1
+    assert f"test-suite '{suite}' is not a suite name" in done.stdout
     assert not log.exists()
 
 
