@@ -8,6 +8,7 @@ bash, a fake pytest and a real git remote, the way the runner would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -350,6 +351,50 @@ def test_record_step_rejects_an_unknown_subdirectory(
     assert done.returncode == 1
     assert "tests/integration/agents does not exist" in done.stdout
     assert not log.exists()
+
+
+@pytest.mark.parametrize(
+    ("suite", "subdirs", "pulls_vision"),
+    [
+        ("vision", "", True),
+        ("", "", True),
+        ("", "inference,vision", True),
+        ("", "inference", False),
+        ("base", "", False),
+    ],
+)
+def test_ollama_step_pulls_the_vision_model_only_when_vision_tests_may_run(
+    record_job: dict, tmp_path: Path, suite: str, subdirs: str, pulls_vision: bool
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "curl-args"
+    fake = bin_dir / "curl"
+    fake.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "TEST_SUITE": suite,
+        "TEST_SUBDIRS": subdirs,
+        "GITHUB_ENV": str(tmp_path / "github_env"),
+    }
+
+    done = run_step(
+        step(record_job, "Start Ollama and pull the setup's models")["run"], tmp_path, env
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    pulled = [json.loads(c[c.index("-d") + 1])["model"] for c in calls if "-d" in c]
+    assert pulled == [
+        "llama3.2:3b",
+        "all-minilm:l6-v2",
+        *(["qwen2.5vl:3b"] if pulls_vision else []),
+    ]
 
 
 @pytest.mark.parametrize("suite", ["vision and not slow", "-k x", "../vision"])
