@@ -266,7 +266,7 @@ fi
 
 # ---------------------------------------------------------------- dispatch
 run_list=(gh run list --repo "$upstream_repo" --workflow="$WORKFLOW" --branch "$dispatch_ref"
-    --event workflow_dispatch --limit 1 --json databaseId,url)
+    --event workflow_dispatch --limit 1 --json "databaseId,url")
 previous_run_id=""
 if previous_json="$("${run_list[@]}" 2>/dev/null)"; then
     previous_run_id="$(json_get '.[0].databaseId' <<<"$previous_json")"

@@ -66,6 +66,61 @@ def record_job(record: dict) -> dict:
     return record["jobs"]["record"]
 
 
+# ---------------------------------------------------------------- every workflow
+# What zizmor (run by .ci/run) also checks, pinned here with the reasons in the assertions.
+
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+
+
+def all_steps() -> list[tuple[str, dict]]:
+    found = []
+    for path in WORKFLOW_FILES:
+        for job in load(path.name)["jobs"].values():
+            found.extend((path.name, s) for s in job.get("steps", []))
+    return found
+
+
+def test_every_action_is_pinned_to_a_commit_named_by_its_release() -> None:
+    """A tag can be moved to other code; a commit cannot. One release, one commit, everywhere."""
+    commits: dict[str, set[str]] = {}
+    for path in WORKFLOW_FILES:
+        for line in path.read_text().splitlines():
+            match = USES_LINE.match(line)
+            if match is None:
+                continue
+            ref, comment = match.groups()
+            action, _, commit = ref.partition("@")
+            assert re.fullmatch(r"[0-9a-f]{40}", commit), f"{path.name}: {line.strip()}"
+            release = re.fullmatch(r"\s*#\s*(v\d+\.\d+\.\d+)\s*", comment)
+            assert release, f"{path.name}: {line.strip()} has no '# vX.Y.Z' comment"
+            commits.setdefault(action, set()).add(f"{commit} {release.group(1)}")
+    assert commits, "no action found"
+    for action, pins in commits.items():
+        assert len(pins) == 1, f"{action} is pinned to more than one release: {pins}"
+
+
+def test_every_checkout_leaves_no_credentials_behind() -> None:
+    """An uploaded workspace or a later step must not find the token in .git/config."""
+    checkouts = [
+        (n, s) for n, s in all_steps() if s.get("uses", "").startswith("actions/checkout@")
+    ]
+
+    assert checkouts
+    for name, s in checkouts:
+        assert s["with"]["persist-credentials"] is False, f"{name}: {s}"
+
+
+def test_no_container_image_floats() -> None:
+    images = re.findall(
+        r"ollama/ollama(?::[\w.-]+)?", "".join(p.read_text() for p in WORKFLOW_FILES)
+    )
+
+    assert images
+    for image in images:
+        assert re.fullmatch(r"ollama/ollama:\d+\.\d+\.\d+", image), image
+
+
 # ---------------------------------------------------------------- integration-tests.yml
 
 
@@ -86,9 +141,12 @@ def test_ci_replays_the_integration_tests_then_verifies_the_recordings(ci: dict)
     commands = run_commands(job)
 
     assert job["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "replay"
+    assert step(job, "Replay the integration tests")["env"] == {
+        "STACK_CONFIG": "${{ matrix.stack-config }}"
+    }
     assert commands == [
         "pip install -e '.[test]'",
-        "pytest --stack-config=${{ matrix.stack-config }} tests/integration",
+        'pytest --stack-config="$STACK_CONFIG" tests/integration',
         "harness recordings verify",
     ]
     setup_python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-"))
@@ -135,8 +193,9 @@ def test_record_provider_choices_match_the_script(record: dict) -> None:
     assert provider["default"] == "ollama"
 
 
-def test_record_workflow_may_push_contents(record: dict) -> None:
-    assert record["permissions"]["contents"] == "write"
+def test_record_workflow_may_push_contents_from_its_job_only(record: dict) -> None:
+    assert record["permissions"] == {}
+    assert record["jobs"]["record"]["permissions"] == {"contents": "write"}
 
 
 def test_record_starts_ollama_as_a_service_with_the_setup_models(record_job: dict) -> None:
