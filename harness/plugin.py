@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -242,11 +243,19 @@ def stack_base_url(_harness_stack: StackHandle) -> str:
 
 @pytest.fixture(scope="session")
 def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> Any:
-    """The run config in use (server and library modes); None for a remote stack."""
+    """The run config in use (server and library modes); None for a remote stack, or for a
+    foreign stack command whose config this harness cannot read."""
     options = pytestconfig.stash[_OPTIONS]
-    if isinstance(stack_config, ServerTarget):
+    if not isinstance(stack_config, ServerTarget):
+        return options.run_config
+    if options.runs_reference_stack:
         return harness_options.load_run_config_for(stack_config, options.stack_env)
-    return options.run_config
+    try:  # a real Llama Stack's run.yaml mostly reads the same; its distro names do not
+        if Path(stack_config.config).expanduser().is_file():
+            return harness_options.load_run_config_for(stack_config, options.stack_env)
+    except StackConfigError:
+        pass
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,15 @@ stack, Llama Stack 0.3.x and Llama Stack 0.7.x. What the releases disagree on is
 - prompt updates and set-default-version: POST up to 0.3, PUT from 0.4;
 - DELETE of a prompt: 204 with no body up to 0.3, 200 with ``null`` from 0.4;
 - model fields: Llama Stack's own at the top level up to 0.3, under ``custom_metadata`` in the
-  OpenAI-shaped listing from 0.4.
+  OpenAI-shaped listing from 0.4;
+- stored chat completions: written from a queue after the answer, so readable a moment later.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import time
 from typing import Any
 
 import httpx
@@ -82,3 +84,15 @@ def model_field(model: dict[str, Any], name: str) -> Any:
     if name in custom:
         return custom[name]
     return (model.get("metadata") or {}).get(name)
+
+
+def stored_completion(http_client: httpx.Client, completion_id: str, wait: float = 10.0) -> Any:
+    """A chat completion from the inference store. Llama Stack writes it after answering, from a
+    queue, so it may take a moment to appear; the reference stack has it at once."""
+    deadline = time.monotonic() + wait
+    while True:
+        response = http_client.get(f"/v1/chat/completions/{completion_id}")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            return response.json()
+        time.sleep(0.1)

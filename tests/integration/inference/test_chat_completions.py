@@ -5,6 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+from tests.integration.wire import stored_completion
+
 QUESTION = [{"role": "user", "content": "Name one primary colour."}]
 
 
@@ -24,10 +26,8 @@ def test_chat_completion_is_stored_with_its_input_messages(
 ):
     response = openai_client.chat.completions.create(model=text_model_id, messages=QUESTION)
 
-    stored = http_client.get(f"/v1/chat/completions/{response.id}")
+    body = stored_completion(http_client, response.id)
 
-    assert stored.status_code == 200, stored.text
-    body = stored.json()
     assert body["id"] == response.id
     assert body["input_messages"][0]["content"] == QUESTION[0]["content"]
     assert body["choices"][0]["message"]["content"] == response.choices[0].message.content
@@ -48,9 +48,8 @@ def test_streaming_chat_completion_arrives_in_chunks_and_is_stored(
     assert text.strip()
     assert chunks[-1].choices[0].finish_reason == "stop"
 
-    stored = http_client.get(f"/v1/chat/completions/{chunks[0].id}")
-    assert stored.status_code == 200, stored.text
-    assert stored.json()["choices"][0]["message"]["content"] == text
+    stored = stored_completion(http_client, chunks[0].id)
+    assert stored["choices"][0]["message"]["content"] == text
 
 
 def test_unknown_model_is_404_naming_the_model(openai_client):

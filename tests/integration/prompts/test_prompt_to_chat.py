@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from tests.integration.wire import stored_completion
+
 TEMPLATE = "You are a {{ tone }} assistant for {{company}}. Answer in one short sentence."
 
 
@@ -32,5 +34,5 @@ def test_stored_prompt_renders_into_a_chat_completion(openai_client, http_client
 
     assert system == "You are a cheerful assistant for Acme. Answer in one short sentence."
     assert response.choices[0].message.content.strip()
-    completion = http_client.get(f"/v1/chat/completions/{response.id}").json()
+    completion = stored_completion(http_client, response.id)
     assert completion["input_messages"][0]["content"] == system
