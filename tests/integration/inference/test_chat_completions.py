@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.integration.wire import stored_completion
+from tests.integration.wire import error_message, stored_completion
 
 QUESTION = [{"role": "user", "content": "Name one primary colour."}]
 
@@ -56,4 +56,4 @@ def test_unknown_model_is_404_naming_the_model(openai_client):
     with pytest.raises(openai.NotFoundError) as caught:
         openai_client.chat.completions.create(model="nosuchprovider/nosuchmodel", messages=QUESTION)
 
-    assert "Model 'nosuchprovider/nosuchmodel' not found" in str(caught.value)
+    assert "Model 'nosuchprovider/nosuchmodel' not found" in error_message(caught.value.response)
