@@ -253,11 +253,10 @@ class StackLifecycle:
             raise StackStartError(f"the in-process stack failed to start: {exc}") from exc
 
 
-def openai_http_library() -> ModuleType:
-    """The HTTP library (httpx or httpx2) of the installed openai SDK's `http_client`."""
-    import openai
-
-    base = next(c for c in openai.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
+def sdk_http_library(sdk: ModuleType) -> ModuleType:
+    """The HTTP library (httpx or httpx2) a Stainless-built SDK (openai, llama-stack-client)
+    takes as its `http_client`: openai 1.x/2.x use httpx, 3.x httpx2."""
+    base = next(c for c in sdk.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
     return importlib.import_module(base.__module__.split(".", 1)[0])
 
 

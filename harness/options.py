@@ -16,11 +16,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
-from harness import setups
+from harness import project, setups
+from harness.project import Suite
 from harness.recording.modes import (
     DIR_ENV,
     MODE_ENV,
@@ -81,8 +83,28 @@ OPTIONS = (
         {"action": "append", "default": [], "metavar": "KEY=VALUE"},
         ini_type="linelist",
     ),
-    _Option("--text-model", "text_model", "text model id (default: the setup's)"),
-    _Option("--embedding-model", "embedding_model", "embedding model id (default: the setup's)"),
+    _Option(
+        "--text-model",
+        "text_model",
+        "text model id, or a comma-separated list: each test using text_model_id runs once per "
+        "model (default: the setup's)",
+    ),
+    _Option(
+        "--vision-model",
+        "vision_model",
+        "vision model id(s), comma-separated, for vision_model_id (default: the setup's)",
+    ),
+    _Option(
+        "--embedding-model",
+        "embedding_model",
+        "embedding model id(s), comma-separated, for embedding_model_id (default: the setup's)",
+    ),
+    _Option(
+        "--embedding-dimension",
+        "embedding_dimension",
+        "the embedding models' dimension, for embedding_dimension (default: the setup's)",
+        {"type": int},
+    ),
     _Option(
         "--stack-startup-timeout",
         "stack_startup_timeout",
@@ -99,10 +121,26 @@ OPTIONS = (
     _Option(
         "--setup",
         "stack_setup",
-        f"provider env defaults and default models ({setups.help_text()}); default ollama",
+        f"provider env defaults and default models ({setups.help_text()}; more in "
+        "pyproject.toml [tool.stack-harness.setups]); default: the suite's, else ollama",
         {"metavar": "NAME"},
     ),
+    _Option(
+        "--suite",
+        "suite",
+        "run only a suite's test roots, with its default setup (suites are declared in "
+        "pyproject.toml [tool.stack-harness.suites])",
+        {"metavar": "NAME"},
+    ),
+    _Option(
+        "--misses-file",
+        "misses_file",
+        "after the run, write the node ids of the tests that missed a recording to this file "
+        "(one per line; empty when none missed)",
+        {"metavar": "PATH"},
+    ),
 )
+MODEL_KINDS = ("text", "vision", "embedding")
 
 
 def taken_flags(parser: pytest.Parser) -> list[str]:
@@ -129,8 +167,10 @@ class HarnessOptions:
     recording: RecordingSettings
     setup: setups.Setup
     stack_env: Mapping[str, str]  # the environment the stack sees (setup defaults, --env)
-    text_model: str | None
-    embedding_model: str | None
+    models: Mapping[str, tuple[str, ...]]  # per kind (MODEL_KINDS): the ids tests run with
+    embedding_dimension: int | None
+    suite: Suite | None
+    misses_file: Path | None
     startup_timeout: float
     work_dir: Path | None  # this session's scratch directory (usage log); None without a stack
     owns_work_dir: bool  # created by this process, so removed by it at the end
@@ -194,7 +234,7 @@ def _record_args(
     words = [f"--stack-config={raw_target}"] if raw_target else []
     if setup.name != setups.DEFAULT_SETUP:
         words.append(f"--setup={setup.name}")
-    for name in ("text_model", "embedding_model"):
+    for name in (*(f"{kind}_model" for kind in MODEL_KINDS), "embedding_dimension"):
         value, _ = _value(config, name)
         if value:
             words.append(f"--{name.replace('_', '-')}={value}")
@@ -263,10 +303,34 @@ def _scratch(config: pytest.Config, target: StackTarget | None) -> tuple[Path | 
     return Path(tempfile.mkdtemp(prefix="stack-harness-session-")), True
 
 
+def _suite(config: pytest.Config, known: Mapping[str, Suite]) -> Suite | None:
+    raw, source = _value(config, "suite")
+    if not raw:
+        return None
+    if raw not in known:
+        names = ", ".join(known) or "none (declare them in pyproject.toml)"
+        raise pytest.UsageError(f"{source}={raw!r} is not a known suite; known suites: {names}")
+    return known[raw]
+
+
+def _models(config: pytest.Config, kind: str, setup: setups.Setup) -> tuple[str, ...]:
+    raw, _ = _value(config, f"{kind}_model")
+    if not raw:
+        default = getattr(setup, f"{kind}_model")
+        return (default,) if default else ()
+    return tuple(dict.fromkeys(m.strip() for m in str(raw).split(",") if m.strip()))
+
+
 def resolve(config: pytest.Config) -> HarnessOptions:
     """Resolve the session's options; user errors raise the area's own exception type."""
+    try:
+        known = project.load(config.rootpath)
+    except project.ProjectConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    suite = _suite(config, known.suites)
     raw_setup, source = _value(config, "stack_setup")
-    setup = setups.get_setup(raw_setup or setups.DEFAULT_SETUP, source=source or "--setup")
+    name = raw_setup or (suite.default_setup if suite else None) or setups.DEFAULT_SETUP
+    setup = setups.get_setup(name, source=source or "--setup", known=known.setups)
     raw_target, _ = _value(config, "stack_config", STACK_CONFIG_ENV)
     target = parse_stack_config(raw_target) if raw_target else None
     raw_mode, mode_source = _value(config, "inference_mode", MODE_ENV)
@@ -282,10 +346,11 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         raise pytest.UsageError(f"{timeout_source}={timeout!r}: expected seconds") from None
     explicit_env = _explicit_env(config)
     stack_env = {**os.environ, **setup.env_defaults(os.environ), **explicit_env}
-    text_model = _value(config, "text_model")[0] or setup.text_model
-    embedding_model = _value(config, "embedding_model")[0] or setup.embedding_model
+    models = {kind: _models(config, kind, setup) for kind in MODEL_KINDS}
+    dimension = _value(config, "embedding_dimension")[0] or setup.embedding_dimension
     if mode is Mode.REPLAY:  # replay never reaches a provider, but stacks insist on a key
-        for name in setups.key_variables(setup, [text_model, embedding_model]):
+        every_model = [m for ids in models.values() for m in ids]
+        for name in setups.key_variables(setup, every_model):
             if not stack_env.get(name):
                 stack_env[name] = setups.REPLAY_KEY_PLACEHOLDER
     stack_command, command_given = _stack_command(config, setup)
@@ -316,14 +381,18 @@ def resolve(config: pytest.Config) -> HarnessOptions:
             if hasattr(config, "workerinput")
             else work_dir / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
         )
+    raw_misses, _ = _value(config, "misses_file")
+    misses_file = (config.invocation_params.dir / raw_misses).resolve() if raw_misses else None
     return HarnessOptions(
         target=target,
         stack_command=stack_command,
         recording=RecordingSettings(mode=mode, directory=directory, pace=pace, usage_log=usage_log),
         setup=setup,
         stack_env=stack_env,
-        text_model=text_model,
-        embedding_model=embedding_model,
+        models=MappingProxyType(models),
+        embedding_dimension=int(dimension) if dimension else None,
+        suite=suite,
+        misses_file=misses_file,
         startup_timeout=startup_timeout,
         work_dir=work_dir,
         owns_work_dir=owns_work_dir,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from harness.lifecycle import (
     StackHandle,
     StackLifecycle,
     StackStartError,
-    openai_http_library,
+    sdk_http_library,
 )
 from harness.options import STACK_CONFIG_ENV, WORKER_KEY, HarnessOptions
 from harness.recording.context import attribution_headers
@@ -142,6 +142,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     lifecycle = session.config.stash.get(_LIFECYCLE, None)
     if lifecycle is not None:
         lifecycle.close()
+    options = session.config.stash.get(_OPTIONS, None)
+    if options is not None and options.misses_file and not hasattr(session.config, "workerinput"):
+        reporting.write_misses(options)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -211,7 +214,7 @@ def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
     """
     import openai
 
-    lib = openai_http_library()
+    lib = sdk_http_library(openai)
     with lib.Client(
         transport=_harness_stack.transport(lib),
         headers=_harness_test.headers,
@@ -263,20 +266,67 @@ def inference_mode(pytestconfig: pytest.Config) -> str:
     return pytestconfig.stash[_OPTIONS].mode.value
 
 
-@pytest.fixture(scope="session")
-def text_model_id(pytestconfig: pytest.Config) -> str:
-    model = pytestconfig.stash[_OPTIONS].text_model
-    if not model:
-        pytest.skip("no text model for this setup: pass --text-model")
-    return model
+# The model fixtures run a test once per model given for their kind (pytest_generate_tests);
+# these bodies run only when no model of the kind is known.
+MODEL_FIXTURES = {
+    "text_model_id": ("text", "txt"),
+    "vision_model_id": ("vision", "vis"),
+    "embedding_model_id": ("embedding", "emb"),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    options = metafunc.config.stash.get(_OPTIONS, None)
+    if options is None:
+        return
+    for fixture, (kind, prefix) in MODEL_FIXTURES.items():
+        models = options.models[kind]
+        if fixture in metafunc.fixturenames and models:
+            ids = [f"{prefix}={model}" for model in models]
+            metafunc.parametrize(fixture, models, ids=ids, scope="session")
 
 
 @pytest.fixture(scope="session")
-def embedding_model_id(pytestconfig: pytest.Config) -> str:
-    model = pytestconfig.stash[_OPTIONS].embedding_model
-    if not model:
-        pytest.skip("no embedding model for this setup: pass --embedding-model")
-    return model
+def text_model_id() -> str:
+    pytest.skip("no text model for this setup: pass --text-model")
+
+
+@pytest.fixture(scope="session")
+def vision_model_id() -> str:
+    pytest.skip("no vision model for this setup: pass --vision-model")
+
+
+@pytest.fixture(scope="session")
+def embedding_model_id() -> str:
+    pytest.skip("no embedding model for this setup: pass --embedding-model")
+
+
+@pytest.fixture(scope="session")
+def embedding_dimension(pytestconfig: pytest.Config) -> int:
+    dimension = pytestconfig.stash[_OPTIONS].embedding_dimension
+    if dimension is None:
+        pytest.skip("no embedding dimension for this setup: pass --embedding-dimension")
+    return dimension
+
+
+@pytest.fixture
+def llama_stack_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
+    """The official llama-stack-client at the stack, carrying the test-id headers, through the
+    same transport as openai_client (skips when llama-stack-client is not installed)."""
+    module = pytest.importorskip("llama_stack_client", reason="llama-stack-client is not installed")
+    lib = sdk_http_library(module)
+    with lib.Client(
+        transport=_harness_stack.transport(lib),
+        headers=_harness_test.headers,
+        event_hooks=_harness_test.hooks,
+        timeout=CLIENT_TIMEOUT,
+    ) as http:
+        yield module.LlamaStackClient(
+            base_url=_harness_stack.base_url,
+            max_retries=0,
+            http_client=http,
+            default_headers=_harness_test.headers,
+        )
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -303,6 +353,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    options = config.stash.get(_OPTIONS, None)
+    if options is None or options.suite is None:
+        return
+    roots = [(config.rootpath / root).resolve() for root in options.suite.roots]
+    kept, dropped = [], []
+    for item in items:
+        path = item.path.resolve()
+        (kept if any(path.is_relative_to(root) for root in roots) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if items:
         items[0].config.stash[_COLLECTION].deselected = True
@@ -312,7 +376,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     collection = session.config.stash.get(_COLLECTION, None)
     if collection is None:
         return
-    collection.modules.update(i.nodeid.split("::")[0] for i in session.items)
+    collection.node_ids.update(item.nodeid for item in session.items)
     needed = any("_harness_stack" in getattr(i, "fixturenames", ()) for i in session.items)
     if needed and _server_wanted_now(session.config):
         _stack(session.config)  # now, so its messages precede the progress
@@ -320,7 +384,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    node.config.stash[_COLLECTION].modules.update(i.split("::")[0] for i in ids)
+    node.config.stash[_COLLECTION].node_ids.update(ids)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -124,9 +124,9 @@ def announce(config: pytest.Config, message: str) -> None:
 
 @dataclass
 class Collection:
-    """What the session collected: prune may trust a run only if it covered every module."""
+    """What the session collected: prune may trust a run only if it ran every recorded test."""
 
-    modules: set[str] = field(default_factory=set)
+    node_ids: set[str] = field(default_factory=set)
     deselected: bool = False
 
 
@@ -170,6 +170,18 @@ def finish_usage(
     return written
 
 
+def write_misses(options: HarnessOptions) -> None:
+    """The node ids of the tests that missed a recording, one per line (empty when none)."""
+    from harness.recording import usage
+
+    assert options.misses_file is not None
+    log = options.recording.usage_log
+    missed = usage.read_usage(log).missed if log is not None else []
+    ids = list(dict.fromkeys(test_id for _, test_id in missed if test_id))
+    options.misses_file.parent.mkdir(parents=True, exist_ok=True)
+    options.misses_file.write_text("".join(f"{test_id}\n" for test_id in ids), encoding="utf-8")
+
+
 def complete_replay(
     config: pytest.Config,
     options: HarnessOptions,
@@ -177,7 +189,11 @@ def complete_replay(
     collection: Collection,
     exitstatus: int,
 ) -> bool:
-    """True when the usage log covers every recorded test module: prune can trust it."""
+    """True when the run ran every test that has recordings: prune can trust its usage log.
+
+    A narrower run (a -k, a suite, one model of a matrix) used only some recordings and must
+    not make prune delete the others.
+    """
     option = config.option
     narrowed = (
         option.keyword
@@ -191,11 +207,15 @@ def complete_replay(
         return False
     if not lifecycle.owns_usage_log or isinstance(options.target, UrlTarget):
         return False
-    directory = options.recording.directory
-    recorded_modules = {
-        path.parent.relative_to(directory).as_posix()
-        for path in directory.rglob("*.json")
-        if not path.name.startswith(".") and path.parent != directory
-    }
-    recorded_modules.discard("_shared")
-    return recorded_modules <= {module.removesuffix(".py") for module in collection.modules}
+    from harness.recording.errors import RecordingError
+    from harness.recording.store import RecordingStore
+
+    store = RecordingStore(options.recording.directory)
+    recorded_tests = set()
+    for path in store.iter_files():
+        try:
+            recorded_tests.add(store.load(path)["test_id"])
+        except RecordingError:
+            return False  # verify's business; prune must not act on a directory it cannot read
+    recorded_tests.discard("")
+    return recorded_tests <= collection.node_ids

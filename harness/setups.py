@@ -41,6 +41,8 @@ class Setup:
     env: Mapping[str, str] = field(default_factory=dict)
     text_model: str | None = None
     embedding_model: str | None = None
+    vision_model: str | None = None
+    embedding_dimension: int | None = None
     keys: tuple[str, ...] = ()  # the API-key variables its provider needs to record
     stack_command: str | None = None  # the --stack-command it runs, if not the reference stack
 
@@ -67,35 +69,56 @@ SETUPS: Mapping[str, Setup] = MappingProxyType(
             env=MappingProxyType({"OLLAMA_URL": "http://localhost:11434"}),
             text_model="ollama/llama3.2:3b",
             embedding_model="ollama/all-minilm:l6-v2",
+            vision_model="ollama/qwen2.5vl:3b",
+            embedding_dimension=384,
         ),
         "vllm": Setup(
             name="vllm",
             description="vLLM at VLLM_URL (default http://localhost:8000/v1), no embedding model",
             env=MappingProxyType({"VLLM_URL": "http://localhost:8000/v1"}),
             text_model="vllm/Qwen/Qwen3-0.6B",
-            embedding_model=None,
         ),
         "openai": Setup(
             name="openai",
-            description="OpenAI at OPENAI_BASE_URL with OPENAI_API_KEY (not needed to replay)",
+            description="an OpenAI-compatible server at OPENAI_BASE_URL with OPENAI_API_KEY",
             text_model="openai/gpt-4o-mini",
             embedding_model="openai/text-embedding-3-small",
+            embedding_dimension=1536,
             keys=("OPENAI_API_KEY",),
+        ),
+        "gpt": Setup(
+            name="gpt",
+            description="OpenAI's GPT models at api.openai.com with OPENAI_API_KEY",
+            env=MappingProxyType({"OPENAI_BASE_URL": "https://api.openai.com/v1"}),
+            text_model="openai/gpt-4o-mini",
+            embedding_model="openai/text-embedding-3-small",
+            vision_model="openai/gpt-4o-mini",
+            embedding_dimension=1536,
+            keys=("OPENAI_API_KEY",),
+        ),
+        "claude": Setup(
+            name="claude",
+            description="Anthropic's Claude through its OpenAI-compatible endpoint, with "
+            "ANTHROPIC_API_KEY (no embedding model)",
+            env=MappingProxyType({"ANTHROPIC_BASE_URL": "https://api.anthropic.com/v1"}),
+            text_model="anthropic/claude-haiku-4-5",
+            vision_model="anthropic/claude-haiku-4-5",
+            keys=("ANTHROPIC_API_KEY",),
         ),
     }
 )
 
 
-def get_setup(name: str, *, source: str = "--setup") -> Setup:
+def get_setup(name: str, *, source: str = "--setup", known: Mapping[str, Setup] = SETUPS) -> Setup:
     """Look a setup up by name; an unknown name is a `SetupError` listing the valid ones."""
     try:
-        return SETUPS[name.strip().lower()]
+        return known[name.strip()]
     except KeyError:
         raise SetupError(
-            f"{source}={name!r} is not a known setup; use one of: {', '.join(SETUPS)}"
+            f"{source}={name!r} is not a known setup; use one of: {', '.join(known)}"
         ) from None
 
 
 def help_text() -> str:
-    """One line per setup, for `pytest --help`."""
+    """One line per built-in setup, for `pytest --help`."""
     return "; ".join(f"{s.name}: {s.description}" for s in SETUPS.values())

@@ -97,8 +97,12 @@ def reply_text(messages: list[dict[str, Any]]) -> str:
 
 
 def _text(content: Any) -> str:
+    """The text of a message; each image part reads as "[image]", as a vision model sees one."""
     if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        parts = [p for p in content if isinstance(p, dict)]
+        return " ".join(
+            "[image]" if p.get("type") == "image_url" else str(p.get("text", "")) for p in parts
+        )
     return str(content or "")
 
 
@@ -343,8 +347,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     parser.add_argument("--api-key", default=None)
+    parser.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS), help="comma-separated chat model ids"
+    )
     args = parser.parse_args()
-    fake = FakeProvider(port=args.port, chunk_delay=args.chunk_delay, api_key=args.api_key).start()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    fake = FakeProvider(
+        port=args.port, chunk_delay=args.chunk_delay, api_key=args.api_key, models=models
+    ).start()
     print(f"fake provider listening on {fake.base_url}", flush=True)
     try:
         threading.Event().wait()

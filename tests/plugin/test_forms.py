@@ -105,7 +105,8 @@ def test_url_form_records_at_the_client_layer_and_never_stops_the_server(
             "*stack-harness: replay miss (1)*",
             "  nearest recording: test_chat/*.json",
             "*body.messages[[]0[]].content*primary*secondary*",
-            f"*record-if-missing pytest test_chat.py::test_chat {url}",
+            "*record-if-missing pytest 'test_chat.py::test_chat[[]txt=ollama/llama3.2:3b[]]'"
+            f" {url}",
         ]
     )
     # Only the harness's diagnostic: vcrpy's own advice (change record_mode) contradicts it.

@@ -38,13 +38,14 @@ def test_replay_miss_names_nearest_recording_diff_and_record_command(project, fo
             "*stack-harness: replay miss (1)*",
             "Replay miss: no recording for POST /v1/chat/completions",
             "  fingerprint: *",
-            "  test id:     test_chat.py::test_chat",
+            "  test id:     test_chat.py::test_chat[[]txt=ollama/llama3.2:3b[]]",
             "  nearest recording: test_chat/*.json",
             "  differences (recorded -> requested):",
             '    body.messages[0].content: "Name one primary colour." ->'
             ' "Name one secondary colour."',
             "  to record it: LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing pytest"
-            f" test_chat.py::test_chat --stack-config={config}",
+            " 'test_chat.py::test_chat[[]txt=ollama/llama3.2:3b[]]'"
+            f" --stack-config={config}",
         ]
     )
     result.stdout.fnmatch_lines(["*recordings 1 used, 0 recorded, 1 missed*"])
@@ -59,7 +60,7 @@ def test_a_test_that_catches_the_miss_still_fails_with_the_diagnostic(project):
     result.stdout.fnmatch_lines(
         [
             "*stack-harness: replay miss (1): the stack had no recording for a request",
-            "*test id:     test_swallow.py::test_swallows_the_error",
+            "*test id:     test_swallow.py::test_swallows_the_error[[]txt=ollama/llama3.2:3b[]]",
             "*nearest recording: none*",
         ]
     )

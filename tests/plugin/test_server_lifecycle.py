@@ -167,11 +167,13 @@ def test_xdist_workers_share_one_server_and_both_record(project):
     assert "stack-harness: stopped the stack server (pid" in output  # and what became of it
     workers = {
         test: worker
-        for worker, test in re.findall(r"\[(gw\d)\] \[[ \d%]+\] PASSED test_many.py::(\w+)", output)
+        for worker, test in re.findall(
+            r"\[(gw\d)\] \[[ \d%]+\] PASSED test_many.py::(\w+)\[", output
+        )
     }
     assert set(workers.values()) == {"gw0", "gw1"}, output
     recorded_tests = {
-        json.loads(path.read_text())["test_id"].split("::")[1]
+        json.loads(path.read_text())["test_id"].split("::")[1].split("[")[0]
         for path in recordings(project.path / "recordings" / "test_many")
     }
     assert recorded_tests == set(workers)

@@ -301,4 +301,9 @@ def test_providers_spec_rejects_unknown_api_or_provider(spec, expected):
 
 
 def test_known_apis_lists_inference_providers():
-    assert known_apis()["inference"] == ["remote::ollama", "remote::openai", "remote::vllm"]
+    assert known_apis()["inference"] == [
+        "remote::anthropic",
+        "remote::ollama",
+        "remote::openai",
+        "remote::vllm",
+    ]

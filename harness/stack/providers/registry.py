@@ -96,6 +96,18 @@ INFERENCE_PROVIDERS: dict[str, ProviderSpec] = {
         key_required=True,
         provider_data_key="openai_api_key",
     ),
+    # Anthropic through its OpenAI-compatible endpoint: base_url and a required key, like OpenAI.
+    "remote::anthropic": ProviderSpec(
+        "remote::anthropic",
+        default_config={
+            "api_key": "${env.ANTHROPIC_API_KEY:=}",
+            "base_url": "${env.ANTHROPIC_BASE_URL:=https://api.anthropic.com/v1}",
+        },
+        url_key="base_url",
+        key_field="api_key",
+        key_required=True,
+        provider_data_key="anthropic_api_key",
+    ),
 }
 
 # The Prompts API is built in; its only "provider" is the KV backend type behind its store.
