@@ -6,7 +6,8 @@ directory), then measures:
 1. `harness.server.acquire` + `release` against it, in this process (the plugin's own cost:
    lock, state file, one health probe);
 2. whole pytest sessions in subprocesses: a test that needs nothing, the same test asking for
-   `stack_base_url` with `--stack-config=server:starter:<port>` (reuse), and one that also
+   `stack_base_url` with `--stack-config=server:starter:<port>` (reuse, in live mode: a stack
+   started by hand is reused as is only then), and one that also
    makes an `http_client` request. The medians' differences are the added session cost.
 
 Run: python benchmarks/session_startup.py [--runs N]
@@ -117,17 +118,22 @@ def inprocess_session_ms(work: Path, *args: str) -> float:
 
 
 def report(work: Path, env: dict[str, str], port: int, runs: int) -> None:
-    spec = server.ServerSpec(command=["unused"], port=port, env=env, log_path=work / "unused.log")
+    # A stack started by hand is reused as it is only by a live session (its recording
+    # settings are unknown); sharing one another session started costs the same lock, state
+    # file and health probe.
+    spec = server.ServerSpec(
+        command=["unused"], port=port, env=env, log_path=work / "unused.log", reuse_unknown=True
+    )
     acquire = []
     for _ in range(200):
         started = time.perf_counter()
         server.acquire(spec, work / "state").release()
         acquire.append((time.perf_counter() - started) * 1000)
 
-    config = f"--stack-config=server:starter:{port}"
+    config = (f"--stack-config=server:starter:{port}", "--inference-mode=live")
     test_file = str(work / "test_bench.py")
     baseline_args = (f"{test_file}::test_nothing",)
-    reuse_args = (config, f"{test_file}::test_base_url")
+    reuse_args = (*config, f"{test_file}::test_base_url")
     old_cwd = os.getcwd()
     os.chdir(work)
     os.environ["SQLITE_STORE_DIR"] = env["SQLITE_STORE_DIR"]
@@ -155,8 +161,8 @@ def report(work: Path, env: dict[str, str], port: int, runs: int) -> None:
 
     variants = {
         "no stack (baseline)": ("test_bench.py::test_nothing",),
-        "reuse: stack_base_url": (config, "test_bench.py::test_base_url"),
-        "reuse + http_client GET": (config, "test_bench.py::test_health"),
+        "reuse: stack_base_url": (*config, "test_bench.py::test_base_url"),
+        "reuse + http_client GET": (*config, "test_bench.py::test_health"),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
