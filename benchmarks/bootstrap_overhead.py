@@ -18,11 +18,9 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cold_start import seconds_to_healthy  # noqa: E402  (benchmarks/ is on the path)
 
 from harness import bootstrap  # noqa: E402
 from harness.recording import patch  # noqa: E402
@@ -95,27 +95,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _time_to_healthy(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        port = int(command[command.index("--port") + 1])
-        with httpx.Client(timeout=1) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{shlex.join(command)} exited with {process.returncode}")
-                try:
-                    if client.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
-                        return time.perf_counter() - started
-                except httpx.TransportError:
-                    time.sleep(0.005)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
 def start_up(runs: int) -> tuple[str, float, float]:
     llama = os.environ.get("HARNESS_LLAMA_STACK_BIN", "").strip()
     with FakeProvider() as fake, tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +123,7 @@ def start_up(runs: int) -> tuple[str, float, float]:
                 if with_bootstrap:
                     report = Path(tmp) / "report"
                     env = bootstrap.environment(directory, report, {**env, **settings.to_env()})
-                timings[with_bootstrap].append(_time_to_healthy(command, env))
+                timings[with_bootstrap].append(seconds_to_healthy(command, env, port))
         label = "llama stack run (real)" if llama else "tests/fakes/foreign_stack.py"
         return label, statistics.median(timings[False]), statistics.median(timings[True])
 

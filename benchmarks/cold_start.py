@@ -42,26 +42,27 @@ def cold_start(extra_env: dict[str, str]) -> float:
         env.pop("LLAMA_STACK_TEST_INFERENCE_MODE", None)
         env.update(SQLITE_STORE_DIR=store, PYTHONPATH=str(ROOT), **extra_env)
         command = [sys.executable, "-m", "harness.cli", "stack", "run", "starter"]
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            with httpx.Client(timeout=1) as client:
-                while True:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"stack exited with {process.returncode}")
-                    try:
-                        if client.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
-                            return time.perf_counter() - started
-                    except httpx.TransportError:
-                        time.sleep(0.005)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        return seconds_to_healthy([*command, "--port", str(port)], env, port)
+
+
+def seconds_to_healthy(command: list[str], env: dict[str, str], port: int) -> float:
+    """Spawn `command` and time it to its first 200 from /v1/health; then stop it."""
+    started = time.perf_counter()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(command, env=env, **quiet)
+    try:
+        with httpx.Client(timeout=1) as client:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command[0]} exited with {process.returncode}")
+                try:
+                    if client.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                        return time.perf_counter() - started
+                except httpx.TransportError:
+                    time.sleep(0.005)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def main() -> None:

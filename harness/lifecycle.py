@@ -26,6 +26,8 @@ from harness.options import HarnessOptions
 from harness.recording.modes import USER_ONLY_ENV, Mode
 from harness.targets import LibraryTarget, ProvidersTarget, ServerTarget, UrlTarget
 
+CLIENT_TIMEOUT = 120.0  # seconds: a local model may take a while to answer
+
 
 class StackStartError(Exception):
     """The stack could not be started or reused; the message says why and what to do."""
@@ -80,6 +82,19 @@ class StackHandle:
                     verify=self.base_url.startswith("https:"), **limits
                 )
         return KeepOpen(self._transports[name])
+
+    def client(
+        self, lib: Any, headers: dict[str, str], hooks: dict[str, list[Any]], *, base_url: str = ""
+    ) -> Any:
+        """A sync client of `lib` on the session transport: what the client fixtures hand out
+        (as themselves, or as the `http_client` of an SDK)."""
+        return lib.Client(
+            base_url=base_url,
+            transport=self.transport(lib),
+            headers=headers,
+            event_hooks=hooks,
+            timeout=CLIENT_TIMEOUT,
+        )
 
     def close(self) -> None:
         for transport in self._transports.values():

@@ -38,7 +38,6 @@ from harness.recording.modes import Mode
 from harness.stack.run_config import StackConfigError
 from harness.targets import ServerTarget, StackTarget, UrlTarget
 
-CLIENT_TIMEOUT = 120.0
 SKIP_MESSAGE = (
     "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
     f"set {STACK_CONFIG_ENV}, or set stack_config in the pytest ini options"
@@ -196,12 +195,8 @@ def http_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
     """An `httpx.Client` on the stack's root URL, carrying the test-id headers."""
     import httpx
 
-    with httpx.Client(
-        base_url=_harness_stack.base_url,
-        transport=_harness_stack.transport(httpx),
-        headers=_harness_test.headers,
-        event_hooks=_harness_test.hooks,
-        timeout=CLIENT_TIMEOUT,
+    with _harness_stack.client(
+        httpx, _harness_test.headers, _harness_test.hooks, base_url=_harness_stack.base_url
     ) as client:
         yield client
 
@@ -214,12 +209,8 @@ def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
     """
     import openai
 
-    lib = sdk_http_library(openai)
-    with lib.Client(
-        transport=_harness_stack.transport(lib),
-        headers=_harness_test.headers,
-        event_hooks=_harness_test.hooks,
-        timeout=CLIENT_TIMEOUT,
+    with _harness_stack.client(
+        sdk_http_library(openai), _harness_test.headers, _harness_test.hooks
     ) as http:
         yield openai.OpenAI(
             base_url=f"{_harness_stack.base_url}/v1",
@@ -314,12 +305,8 @@ def llama_stack_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
     """The official llama-stack-client at the stack, carrying the test-id headers, through the
     same transport as openai_client (skips when llama-stack-client is not installed)."""
     module = pytest.importorskip("llama_stack_client", reason="llama-stack-client is not installed")
-    lib = sdk_http_library(module)
-    with lib.Client(
-        transport=_harness_stack.transport(lib),
-        headers=_harness_test.headers,
-        event_hooks=_harness_test.hooks,
-        timeout=CLIENT_TIMEOUT,
+    with _harness_stack.client(
+        sdk_http_library(module), _harness_test.headers, _harness_test.hooks
     ) as http:
         yield module.LlamaStackClient(
             base_url=_harness_stack.base_url,

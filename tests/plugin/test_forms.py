@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.support.processes import free_port, started_pid, wait_gone
-from tests.support.projects import CHAT_TESTS, recordings
+from tests.support.projects import CHAT_TESTS, recordings, run_yaml
 
 
 def test_env_var_alone_records_through_a_started_server_then_replays_offline(
@@ -147,25 +147,15 @@ def test_without_stack_config_stack_tests_skip_naming_the_option(project):
     result.stdout.fnmatch_lines(["*no stack to test against: pass --stack-config*"])
 
 
-OPENAI_RUN_YAML = """\
-version: 2
-image_name: openai-test
-providers:
-  inference:
+OPENAI_RUN_YAML = run_yaml(
+    """\
     - provider_id: openai
       provider_type: remote::openai
       config:
         api_key: ${env.OPENAI_API_KEY:=}
         base_url: ${env.OPENAI_BASE_URL}
-storage:
-  backends:
-    kv_default: {type: kv_sqlite, db_path: "${env.SQLITE_STORE_DIR}/kvstore.db"}
-    sql_default: {type: sql_sqlite, db_path: "${env.SQLITE_STORE_DIR}/sql_store.db"}
-  stores:
-    metadata: {backend: kv_default, namespace: registry}
-    inference: {backend: sql_default, table_name: inference_store}
-    prompts: {backend: kv_default, namespace: prompts}
 """
+)
 
 
 @pytest.mark.parametrize("form", ["server", "library"])

@@ -16,7 +16,7 @@ import pytest
 
 from harness import server
 from tests.fakes.provider import FakeProvider
-from tests.support.processes import free_port, interrupt, started_pid, wait_gone
+from tests.support.processes import free_port, inner_pytest, started_pid, wait_gone
 from tests.support.projects import recordings
 
 STREAM_TEST = """
@@ -134,21 +134,9 @@ def test_an_interrupted_record_run_keeps_the_good_recording(project, monkeypatch
 
     with FakeProvider(chunk_delay=0.3) as slow:
         monkeypatch.setenv("OLLAMA_URL", slow.base_url)
-        inner = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *args],
-            cwd=project.path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not (project.path / "mid-stream").exists():
-                assert inner.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-            inner.send_signal(signum)
-            inner.wait(timeout=30)
-        finally:
-            interrupt(inner)
+        with inner_pytest(project.path, *args, marker="mid-stream") as inner:
+            inner.process.send_signal(signum)
+            inner.process.wait(timeout=30)
         # The stack outlives a killed pytest for a moment; let it finish what it was doing.
         time.sleep(1.0 if signum == signal.SIGKILL else 0)
 

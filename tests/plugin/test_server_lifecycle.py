@@ -6,14 +6,11 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from harness import server
-from tests.support.processes import free_port, interrupt, started_pid, wait_gone
+from tests.support.processes import free_port, inner_pytest, interrupt, started_pid, wait_gone
 from tests.support.projects import dedent, recordings
 
 SLOW_TEST = """
@@ -110,27 +107,12 @@ def test_failing_session_stops_the_server_it_started(project):
 def test_interrupted_session_leaves_no_server_behind(project, signum):
     project.makepyfile(test_slow=SLOW_TEST)
     port = free_port()
-    output = project.path / "inner-output.txt"
-    with output.open("wb") as sink:
-        inner = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:randomly", "test_slow.py"]
-            + [f"--stack-config=server:run.yaml:{port}"],
-            cwd=project.path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not (project.path / "in-test").exists():
-                assert inner.poll() is None, output.read_text()
-                assert time.monotonic() < deadline, output.read_text()
-                time.sleep(0.05)
-            pid = started_pid(output.read_text())
-            interrupt(inner, signum)
-        finally:
-            interrupt(inner)
+    args = ["-p", "no:randomly", "test_slow.py", f"--stack-config=server:run.yaml:{port}"]
+    with inner_pytest(project.path, *args) as inner:
+        pid = inner.server_pid
+        interrupt(inner.process, signum)
 
-    text = output.read_text()
+    text = inner.text()
     assert wait_gone(pid), text
     assert server.probe("127.0.0.1", port).state == "free"
     assert "KeyboardInterrupt" in text or "Interrupted" in text
@@ -184,38 +166,20 @@ def test_two_sessions_on_one_port_share_the_server_until_the_last_ends(project):
     project.makepyfile(test_slow=SLOW_TEST)
     port = free_port()
     config = f"--stack-config=server:run.yaml:{port}"
-    first_output = project.path / "first.txt"
-    with first_output.open("wb") as sink:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "test_slow.py", config],
-            cwd=project.path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+    with inner_pytest(project.path, "test_slow.py", config) as first:
+        pid = first.server_pid
+        project.makepyfile(test_health=HEALTH_TEST)
+        second = project.runpytest_subprocess(config, "test_health.py")
+
+        second.assert_outcomes(passed=1)
+        second.stdout.fnmatch_lines(
+            [
+                f"*sharing the stack server (pid {pid}) on port {port}*",
+                f"stack-harness: left the stack server (pid {pid}) on port {port} running "
+                "for 1 other test session(s) holding it*",
+            ]
         )
-        try:
-            deadline = time.monotonic() + 30
-            while not (project.path / "in-test").exists():
-                assert first.poll() is None and time.monotonic() < deadline, (
-                    first_output.read_text()
-                )
-                time.sleep(0.05)
-            pid = started_pid(first_output.read_text())
-
-            project.makepyfile(test_health=HEALTH_TEST)
-            second = project.runpytest_subprocess(config, "test_health.py")
-
-            second.assert_outcomes(passed=1)
-            second.stdout.fnmatch_lines(
-                [
-                    f"*sharing the stack server (pid {pid}) on port {port}*",
-                    f"stack-harness: left the stack server (pid {pid}) on port {port} running "
-                    "for 1 other test session(s) holding it*",
-                ]
-            )
-            assert server.alive(pid)  # the first session still holds it
-            interrupt(first)
-        finally:
-            interrupt(first)
+        assert server.alive(pid)  # the first session still holds it
     assert wait_gone(pid)
 
 
@@ -258,35 +222,17 @@ def test_third(http_client):
 def test_a_stack_that_dies_mid_run_is_named_once_and_the_session_stops(project):
     project.makepyfile(test_dies=DIES_MID_RUN)
     port = free_port()
-    output = project.path / "inner-output.txt"
-    with output.open("wb") as sink:
-        inner = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "test_dies.py",
-                f"--stack-config=server:run.yaml:{port}",
-            ],
-            cwd=project.path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not (project.path / "in-test").exists():
-                assert inner.poll() is None and time.monotonic() < deadline, output.read_text()
-                time.sleep(0.02)
-            pid = started_pid(output.read_text())
-            os.kill(pid, signal.SIGKILL)
-            assert wait_gone(pid)
-            (project.path / "go").write_text("")
-            inner.wait(timeout=60)
-        finally:
-            interrupt(inner)
+    with inner_pytest(
+        project.path, "test_dies.py", f"--stack-config=server:run.yaml:{port}"
+    ) as inner:
+        pid = inner.server_pid
+        os.kill(pid, signal.SIGKILL)
+        assert wait_gone(pid)
+        (project.path / "go").write_text("")
+        inner.process.wait(timeout=60)
 
-    text = output.read_text()
-    assert inner.returncode != 0
+    text = inner.text()
+    assert inner.process.returncode != 0
     assert f"the stack server (pid {pid}) on port {port} was killed by signal SIGKILL" in text
     assert "stack-harness: the stack is gone" in text and "last 40 lines of" in text
     assert "1 failed" in text and "test_third" not in text.split("short test summary")[-1]
@@ -297,24 +243,10 @@ def test_a_stack_that_dies_mid_run_is_named_once_and_the_session_stops(project):
 
 def test_a_server_outlives_a_killed_pytest_by_a_few_seconds_only(project):
     project.makepyfile(test_slow=SLOW_TEST)
-    output = project.path / "inner-output.txt"
-    with output.open("wb") as sink:
-        inner = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "test_slow.py"]
-            + [f"--stack-config=server:run.yaml:{free_port()}"],
-            cwd=project.path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not (project.path / "in-test").exists():
-                assert inner.poll() is None and time.monotonic() < deadline, output.read_text()
-                time.sleep(0.02)
-            pid = started_pid(output.read_text())
-            inner.kill()  # SIGKILL: pytest cannot stop its server
-            inner.wait(timeout=10)
-        finally:
-            interrupt(inner)
+    config = f"--stack-config=server:run.yaml:{free_port()}"
+    with inner_pytest(project.path, "test_slow.py", config) as inner:
+        pid = inner.server_pid
+        inner.process.kill()  # SIGKILL: pytest cannot stop its server
+        inner.process.wait(timeout=10)
 
     assert wait_gone(pid, timeout=10)

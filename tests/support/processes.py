@@ -6,7 +6,12 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from harness import server
 
@@ -44,3 +49,40 @@ def interrupt(process: subprocess.Popen, signum: int = signal.SIGINT) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@dataclass
+class InnerSession:
+    """A pytest session running in a subprocess, its output going to a file."""
+
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    def text(self) -> str:
+        return self.output.read_text()
+
+    @property
+    def server_pid(self) -> int:
+        return started_pid(self.text())
+
+
+@contextmanager
+def inner_pytest(
+    cwd: Path, *args: str, marker: str = "in-test", timeout: float = 30
+) -> Iterator[InnerSession]:
+    """Run `pytest *args` in `cwd`, yield once its test has written the file `marker`, and
+    never leave it running (Ctrl-C first, so it can stop its server)."""
+    output = cwd / "inner-output.txt"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args], cwd=cwd, stdout=sink, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not (cwd / marker).exists():
+                assert process.poll() is None, output.read_text()
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.02)
+            yield InnerSession(process, output)
+        finally:
+            interrupt(process)

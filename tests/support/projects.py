@@ -18,16 +18,27 @@ HARNESS_ENV = (
     "HARNESS_RECORDING_USAGE_LOG",
 )
 
-RUN_YAML = """\
+OLLAMA_PROVIDER = """\
+    - provider_id: ollama
+      provider_type: remote::ollama
+      config:
+        url: ${env.OLLAMA_URL}
+"""
+
+
+def run_yaml(providers: str) -> str:
+    """A run config with these inference provider entries and sqlite stores in SQLITE_STORE_DIR."""
+    return RUN_YAML_HEAD + providers + STORAGE
+
+
+RUN_YAML_HEAD = """\
 version: 2
 image_name: plugin-test
 apis: [inference, prompts]
 providers:
   inference:
-    - provider_id: ollama
-      provider_type: remote::ollama
-      config:
-        url: ${env.OLLAMA_URL}
+"""
+STORAGE = """\
 storage:
   backends:
     kv_default: {type: kv_sqlite, db_path: "${env.SQLITE_STORE_DIR}/kvstore.db"}
@@ -38,6 +49,7 @@ storage:
     conversations: {backend: sql_default, table_name: openai_conversations}
     prompts: {backend: kv_default, namespace: prompts}
 """
+RUN_YAML = run_yaml(OLLAMA_PROVIDER)
 
 CHAT_TESTS = """
 QUESTION = [{"role": "user", "content": "Name one primary colour."}]
