@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.git import git
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "github" / "commit-recordings-artifact.py"
 UPSTREAM = "acme/stack-harness"
@@ -131,15 +133,7 @@ class World:
     # -------------------------------------------------------------- helpers
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd or self.root,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return git(*args, cwd=cwd or self.root, env=self.env)
 
     @staticmethod
     def write_in(folder: Path, path: str, text: str) -> None:

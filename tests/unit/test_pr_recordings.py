@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.git import git
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts" / "github"
 FIND = SCRIPTS / "find-missing-recordings.sh"
@@ -269,15 +271,7 @@ class Clone:
         self.sha = self.git("rev-parse", "HEAD")
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd or self.work,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return git(*args, cwd=cwd or self.work, env=self.env)
 
     def write(self, path: str, text: str) -> None:
         target = self.work / path

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.git import git
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "github" / "schedule-record-workflow.sh"
 UPSTREAM = "acme/stack-harness"
@@ -174,12 +176,7 @@ class Sandbox:
         (self.bin / name).unlink()
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        env = {**self.env, "PATH": os.environ["PATH"]}
-        done = subprocess.run(
-            ["git", *args], cwd=cwd or self.work, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return git(*args, cwd=cwd or self.work, env={**self.env, "PATH": os.environ["PATH"]})
 
     def add_remote(self, name: str, repo: str) -> None:
         self.git("remote", "add", name, f"https://github.com/{repo}.git")

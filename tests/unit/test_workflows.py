@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from harness.setups import SETUPS
+from tests.support.git import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -523,15 +524,7 @@ class Checkout:
         self.git("push", "-q", "origin", "feature")
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd or self.work,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return git(*args, cwd=cwd or self.work, env=self.env)
 
     def commit_step(self, script: str) -> subprocess.CompletedProcess[str]:
         env = {
