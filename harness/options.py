@@ -347,7 +347,13 @@ def resolve(config: pytest.Config) -> HarnessOptions:
     explicit_env = _explicit_env(config)
     stack_env = {**os.environ, **setup.env_defaults(os.environ), **explicit_env}
     models = {kind: _models(config, kind, setup) for kind in MODEL_KINDS}
-    dimension = _value(config, "embedding_dimension")[0] or setup.embedding_dimension
+    raw_dimension, dimension_source = _value(config, "embedding_dimension")
+    try:
+        dimension = int(raw_dimension) if raw_dimension else setup.embedding_dimension
+    except ValueError:
+        raise pytest.UsageError(
+            f"{dimension_source}={raw_dimension!r}: expected a whole number"
+        ) from None
     if mode is Mode.REPLAY:  # replay never reaches a provider, but stacks insist on a key
         every_model = [m for ids in models.values() for m in ids]
         for name in setups.key_variables(setup, every_model):
@@ -390,7 +396,7 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         setup=setup,
         stack_env=stack_env,
         models=MappingProxyType(models),
-        embedding_dimension=int(dimension) if dimension else None,
+        embedding_dimension=dimension,
         suite=suite,
         misses_file=misses_file,
         startup_timeout=startup_timeout,

@@ -225,3 +225,12 @@ def test_the_harness_stands_aside_for_a_conftest_that_defines_its_options(pytest
     assert output.count("stack-harness: standing aside for this session") == 1
     assert "--stack-config, --inference-mode, --env, --text-model, --embedding-model" in output
     assert "started the stack server" not in output
+
+
+def test_a_bad_embedding_dimension_in_the_ini_names_the_key(inner):
+    inner.makeini("[pytest]\nembedding_dimension = abc\n")
+
+    result = inner.runpytest_inprocess("--stack-config=http://h:1")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*embedding_dimension (ini)='abc': expected a whole number*"])
