@@ -99,6 +99,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     )
 
 
+def _options(config: pytest.Config) -> HarnessOptions:
+    """The session's options, for a fixture; skips when the harness stands aside."""
+    if _STOOD_ASIDE in config.stash:
+        pytest.skip("stack-harness stands aside in this session: the project's conftest owns it")
+    return config.stash[_OPTIONS]
+
+
 def _stack(config: pytest.Config) -> StackHandle:
     """The session's stack; a failure to start it ends the session with the reason."""
     try:
@@ -126,7 +133,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    options = node.config.stash[_OPTIONS]
+    options = node.config.stash.get(_OPTIONS, None)
+    if options is None:
+        return
     node.workerinput[WORKER_KEY] = {
         "base_url": node.config.stash[_LIFECYCLE].base_url,
         "server_pid": node.config.stash[_LIFECYCLE].server_pid,
@@ -160,7 +169,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def _harness_stack(pytestconfig: pytest.Config) -> StackHandle:
-    if pytestconfig.stash[_OPTIONS].target is None:
+    if _options(pytestconfig).target is None:
         pytest.skip(SKIP_MESSAGE)
     return _stack(pytestconfig)
 
@@ -174,7 +183,7 @@ class _TestClientConfig:
 @pytest.fixture
 def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -> Any:
     """The test's attribution headers and miss collector; in URL mode, its cassette."""
-    options = request.config.stash[_OPTIONS]
+    options = _options(request.config)
     dead = request.config.stash[_LIFECYCLE].dead
     if dead is not None:
         pytest.fail(f"stack-harness: {dead.splitlines()[0]}", pytrace=False)
@@ -224,7 +233,7 @@ def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
 @pytest.fixture(scope="session")
 def stack_config(pytestconfig: pytest.Config) -> StackTarget:
     """The parsed `--stack-config` target (skips the test when none is given)."""
-    target = pytestconfig.stash[_OPTIONS].target
+    target = _options(pytestconfig).target
     if target is None:
         pytest.skip(SKIP_MESSAGE)
     return target
@@ -239,7 +248,7 @@ def stack_base_url(_harness_stack: StackHandle) -> str:
 def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> Any:
     """The run config in use (server and library modes); None for a remote stack, or for a
     foreign stack command whose config this harness cannot read."""
-    options = pytestconfig.stash[_OPTIONS]
+    options = _options(pytestconfig)
     if not isinstance(stack_config, ServerTarget):
         return options.run_config
     if options.runs_reference_stack:
@@ -254,7 +263,7 @@ def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> 
 
 @pytest.fixture(scope="session")
 def inference_mode(pytestconfig: pytest.Config) -> str:
-    return pytestconfig.stash[_OPTIONS].mode.value
+    return _options(pytestconfig).mode.value
 
 
 # The model fixtures run a test once per model given for their kind (pytest_generate_tests);
@@ -294,7 +303,7 @@ def embedding_model_id() -> str:
 
 @pytest.fixture(scope="session")
 def embedding_dimension(pytestconfig: pytest.Config) -> int:
-    dimension = pytestconfig.stash[_OPTIONS].embedding_dimension
+    dimension = _options(pytestconfig).embedding_dimension
     if dimension is None:
         pytest.skip("no embedding dimension for this setup: pass --embedding-dimension")
     return dimension
@@ -356,7 +365,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if items:
-        items[0].config.stash[_COLLECTION].deselected = True
+        collection = items[0].config.stash.get(_COLLECTION, None)
+        if collection is not None:
+            collection.deselected = True
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -371,7 +382,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    node.config.stash[_COLLECTION].node_ids.update(ids)
+    collection = node.config.stash.get(_COLLECTION, None)
+    if collection is not None:
+        collection.node_ids.update(ids)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

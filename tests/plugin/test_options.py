@@ -226,6 +226,14 @@ def test_the_harness_stands_aside_for_a_conftest_that_defines_its_options(pytest
     assert "--stack-config, --inference-mode, --env, --text-model, --embedding-model" in output
     assert "started the stack server" not in output
 
+    # Its fixtures stand aside too (a skip that says why), also with xdist workers.
+    pytester.makepyfile(test_ours="def test_ours(http_client):\n    pass\n")
+    mixed = pytester.runpytest_subprocess(
+        "-n", "2", "-rs", "--stack-config=server:starter", "test_ours.py"
+    )
+    mixed.assert_outcomes(skipped=1)
+    mixed.stdout.fnmatch_lines(["*stack-harness stands aside in this session*"])
+
 
 def test_a_bad_embedding_dimension_in_the_ini_names_the_key(inner):
     inner.makeini("[pytest]\nembedding_dimension = abc\n")
