@@ -40,7 +40,6 @@ from harness.recording.transport import (
 )
 
 REPORT_ENV = "HARNESS_BOOTSTRAP_REPORT"
-PATCHED_MODULES = ("httpx", "httpx2", "uvicorn.config")
 # Environment variables whose values are credentials: kept off disk by the redactor.
 SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 
