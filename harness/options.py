@@ -144,9 +144,21 @@ MODEL_KINDS = ("text", "vision", "embedding")
 
 
 def taken_flags(parser: pytest.Parser) -> list[str]:
-    """Our flags that something loaded earlier (a project's conftest) already defines."""
-    defined = parser._opt2dest  # pytest keeps no public list of the defined option strings
-    return [option.flag for option in OPTIONS if option.flag in defined]
+    """Our flags that something loaded earlier (a project's conftest) already defines.
+
+    pytest has no public list of defined options (pytest 9 keeps a private map, pytest 8 does
+    not), so each flag is asked of the parser through its public parse method: an undefined
+    flag comes back unknown; a defined one is consumed, or refused for want of its value.
+    """
+    return [option.flag for option in OPTIONS if _defined(parser, option.flag)]
+
+
+def _defined(parser: pytest.Parser, flag: str) -> bool:
+    try:
+        _, unknown = parser.parse_known_and_unknown_args([flag])
+    except (pytest.UsageError, SystemExit):
+        return True  # defined, and it wants a value
+    return flag not in unknown
 
 
 def add_options(parser: pytest.Parser) -> None:
