@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from harness.options import HarnessOptions
-from harness.recording.modes import USER_ONLY_ENV, Mode
+from harness.recording.modes import Mode, is_recorder_variable
 from harness.targets import LibraryTarget, ProvidersTarget, ServerTarget, UrlTarget
 
 CLIENT_TIMEOUT = 120.0  # seconds: a local model may take a while to answer
@@ -114,7 +114,6 @@ class StackLifecycle:
         self._lease: Any = None  # harness.server.ServerLease
         self.origin = ""  # how this session got its stack
         self.ending = ""  # what it did with the stack at the end, for the summary
-        self.owns_usage_log = True  # False when another process's server writes elsewhere
         self.dead: str | None = None  # set once the server is found dead mid-run
         self._adopted_pid: int | None = None
 
@@ -126,7 +125,6 @@ class StackLifecycle:
         """An xdist worker: use the server its controller started or reused."""
         self._handle = StackHandle(base_url=base_url, keepalive=self.options.runs_reference_stack)
         self._adopted_pid = pid
-        self.owns_usage_log = False
 
     @property
     def server_pid(self) -> int | None:
@@ -204,8 +202,9 @@ class StackLifecycle:
         from harness import server  # filelock & co. only when a server is used
 
         options = self.options
-        settings = options.recording
-        env = stack_environment(options)
+        state_file = server.state_path(server.state_dir(), target.port)
+        settings = server_recording(options, target, state_file)
+        env = stack_environment(options, settings)
         bootstrap_report = None
         if not options.runs_reference_stack and settings.mode is not Mode.LIVE:
             from harness import bootstrap
@@ -226,6 +225,9 @@ class StackLifecycle:
                 "mode": str(settings.mode),
                 "recordings": str(settings.directory),
                 "pace": repr(float(settings.pace)),
+                "hosts": repr((settings.hosts.record, settings.hosts.passthrough)),
+                "normalizers": repr([n.to_json() for n in settings.normalizers]),
+                "setup": settings.setup,
             },
             reuse_unknown=settings.mode is Mode.LIVE,
             before_start=(lambda: bootstrap_report.unlink(missing_ok=True))
@@ -245,7 +247,6 @@ class StackLifecycle:
             if problem is not None:
                 self.close()
                 raise StackStartError(problem)
-        self.owns_usage_log = lease.origin == server.ORIGIN_STARTED
         self.origin = {
             server.ORIGIN_STARTED: f"started the stack server (pid {lease.pid}) on port "
             f"{lease.port}; log: {lease.log_path}",
@@ -292,10 +293,59 @@ def stack_command(template: str, target: ServerTarget) -> list[str]:
     return words
 
 
-def stack_environment(options: HarnessOptions) -> dict[str, str]:
-    """What a started stack sees: the stack env, our settings, never Llama Stack's test vars."""
-    env = {k: v for k, v in options.stack_env.items() if k not in USER_ONLY_ENV}
-    return {**env, **options.recording.to_env(), "PYTHONUNBUFFERED": "1"}
+def stack_environment(options: HarnessOptions, settings: Any = None) -> dict[str, str]:
+    """What a started stack sees: the stack env and our settings, and not one variable of
+    Llama Stack's or OGX's own recorders (the name alone turns OGX's on)."""
+    env = {k: v for k, v in options.stack_env.items() if not is_recorder_variable(k)}
+    recording = settings if settings is not None else options.recording
+    return {**env, **recording.to_env(), "PYTHONUNBUFFERED": "1"}
+
+
+def server_recording(options: HarnessOptions, target: ServerTarget, state_file: Path) -> Any:
+    """The recording settings a started server gets: the session's, plus what only a server
+    needs — the providers and secrets its run config names (a stack we did not write parses
+    its own config, so the harness reads it for them) and whose processes are the test's."""
+    from dataclasses import replace
+
+    settings = options.recording
+    providers, secret_names = _foreign_config_facts(target.config, options.stack_env)
+    hosts = replace(
+        settings.hosts,
+        providers=tuple(dict.fromkeys([*settings.hosts.providers, *providers])),
+        test_processes=str(state_file),
+    )
+    names = tuple(sorted({*settings.secret_names, *secret_names}))
+    return replace(settings, hosts=hosts, secret_names=names)
+
+
+def _foreign_config_facts(config: str, env: Any) -> tuple[tuple[str, ...], set[str]]:
+    """The provider hosts and secret variables a run.yaml names; nothing if it is not one."""
+    from harness.recording.hosts import provider_hosts
+    from harness.recording.redaction import run_config_secret_variables
+
+    path = Path(config).expanduser()
+    if not path.is_file():
+        return (), set()
+    try:
+        import yaml
+
+        from harness.stack.envsubst import substitute_env
+
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = substitute_env(raw, env) if isinstance(raw, dict) else {}
+    except Exception:  # the stack reports its own config errors, with its own words
+        return (), set()
+    strings: list[str] = []
+    stack: list[Any] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            strings.append(item)
+    return provider_hosts(strings), run_config_secret_variables(raw)
 
 
 def _trap_sigterm() -> None:

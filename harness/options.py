@@ -9,6 +9,7 @@ what was collected) lives in `lifecycle` and `reporting`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import string
 import tempfile
@@ -23,6 +24,9 @@ import pytest
 
 from harness import project, setups
 from harness.project import Suite
+from harness.recording import usage
+from harness.recording.fingerprint import Normalizer
+from harness.recording.hosts import THIS_PROCESS, HostPolicy, parse_globs, provider_hosts
 from harness.recording.modes import (
     DIR_ENV,
     MODE_ENV,
@@ -133,6 +137,27 @@ OPTIONS = (
         {"metavar": "NAME"},
     ),
     _Option(
+        "--usage-file",
+        "usage_file",
+        "after a passing replay run, write the tests it ran and the recordings they used to this "
+        "file, for `harness recordings prune --run` (one per CI shard)",
+        {"metavar": "PATH"},
+    ),
+    _Option(
+        "--record-hosts",
+        "record_hosts",
+        "host[:port] globs (comma-separated) whose requests are always recorded, loopback "
+        "included (default: providers the run config or setup names, and every non-loopback host)",
+        {"metavar": "GLOBS"},
+    ),
+    _Option(
+        "--passthrough-hosts",
+        "passthrough_hosts",
+        "host[:port] globs (comma-separated) whose requests are never recorded, in every mode "
+        "(default: servers the test process itself runs on loopback)",
+        {"metavar": "GLOBS"},
+    ),
+    _Option(
         "--misses-file",
         "misses_file",
         "after the run, write the node ids of the tests that missed a recording to this file "
@@ -161,6 +186,9 @@ def _defined(parser: pytest.Parser, flag: str) -> bool:
     return flag not in unknown
 
 
+NORMALIZE_INI = "normalize_request"
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Declare the plugin's flags and their ini keys (`pytest --help` lists them)."""
     group = parser.getgroup("stack-harness", "stack-harness (record-replay against a stack)")
@@ -168,6 +196,12 @@ def add_options(parser: pytest.Parser) -> None:
         kwargs = {"default": None, **option.kwargs}
         group.addoption(option.flag, dest=option.dest, help=option.help, **kwargs)
         parser.addini(option.dest, f"default for {option.flag}", type=option.ini_type)
+    parser.addini(
+        NORMALIZE_INI,
+        "request normalisers, one 'name = regex' per line: matches become <name:N> in the "
+        "request fingerprint (a group named 'keep' is kept)",
+        type="linelist",
+    )
 
 
 @dataclass(frozen=True)
@@ -183,9 +217,12 @@ class HarnessOptions:
     embedding_dimension: int | None
     suite: Suite | None
     misses_file: Path | None
+    usage_file: Path | None
     startup_timeout: float
-    work_dir: Path | None  # this session's scratch directory (usage log); None without a stack
+    work_dir: Path | None  # this session's scratch directory; None without a stack
     owns_work_dir: bool  # created by this process, so removed by it at the end
+    session: str  # this pytest session's id (xdist workers share their controller's)
+    started: float  # wall-clock time the session started (for prune)
     record_args: tuple[str, ...]  # shell words a re-record command repeats
     run_config: Any = None  # library targets: the parsed run config
 
@@ -390,33 +427,93 @@ def resolve(config: pytest.Config) -> HarnessOptions:
         from harness.stack.run_config import resolve_run_config_path
 
         resolve_run_config_path(target.config)
-    # Last, so a usage error above leaves no directory behind.
-    work_dir, owns_work_dir = _scratch(config, target)
-    usage_log = None
-    if work_dir is not None:
-        usage_log = (
-            Path(config.workerinput[WORKER_KEY]["usage_log"])
-            if hasattr(config, "workerinput")
-            else work_dir / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
-        )
+    hosts = HostPolicy(
+        record=_globs(config, "record_hosts"),
+        passthrough=_globs(config, "passthrough_hosts"),
+        providers=provider_hosts([*setup.env.values(), *explicit_env.values()]),
+        test_processes=THIS_PROCESS,  # a started server is told its holders instead
+    )
+    normalizers = _normalizers(config)
+    secret_names = tuple(sorted({*setup.env, *explicit_env, *setup.keys}))
     raw_misses, _ = _value(config, "misses_file")
     misses_file = (config.invocation_params.dir / raw_misses).resolve() if raw_misses else None
+    raw_usage, _ = _value(config, "usage_file")
+    usage_file = (config.invocation_params.dir / raw_usage).resolve() if raw_usage else None
+    # Last, so a usage error above leaves no directory or log behind.
+    work_dir, owns_work_dir = _scratch(config, target)
+    if hasattr(config, "workerinput"):
+        shared = config.workerinput[WORKER_KEY]
+        session, started = shared["session"], float(shared["started"])
+    else:
+        session, started = uuid.uuid4().hex, usage.now()
+    sessions_dir = usage.default_sessions_dir()
+    usage_log = None
+    if work_dir is not None:
+        usage_log = usage.session_log(sessions_dir, session)
+        if owns_work_dir:
+            usage.create_log(usage_log)
     return HarnessOptions(
         target=target,
         stack_command=stack_command,
-        recording=RecordingSettings(mode=mode, directory=directory, pace=pace, usage_log=usage_log),
+        recording=RecordingSettings(
+            mode=mode,
+            directory=directory,
+            pace=pace,
+            usage_log=usage_log,
+            sessions_dir=sessions_dir,
+            hosts=hosts,
+            normalizers=normalizers,
+            setup=setup.name,
+            secret_names=secret_names,
+        ),
         setup=setup,
         stack_env=stack_env,
         models=MappingProxyType(models),
         embedding_dimension=dimension,
         suite=suite,
         misses_file=misses_file,
+        usage_file=usage_file,
         startup_timeout=startup_timeout,
         work_dir=work_dir,
         owns_work_dir=owns_work_dir,
+        session=session,
+        started=started,
         record_args=record_args,
         run_config=run_config,
     )
+
+
+def _globs(config: pytest.Config, name: str) -> tuple[str, ...]:
+    raw, _ = _value(config, name)
+    return parse_globs(raw or "")
+
+
+def _normalizers(config: pytest.Config) -> tuple[Normalizer, ...]:
+    """The project's request normalisers: the ini lines, then the conftest hook's."""
+    found: list[Normalizer] = []
+    lines = [*config.getini(NORMALIZE_INI)]
+    for extra in config.hook.pytest_harness_request_normalizers(config=config):
+        lines.extend(extra or [])
+    for line in lines:
+        if isinstance(line, tuple | list) and len(line) == 2:
+            name, pattern = str(line[0]), str(line[1])
+        else:
+            name, sep, pattern = str(line).partition("=")
+            if not sep:
+                raise pytest.UsageError(
+                    f"{NORMALIZE_INI} line {line!r}: expected 'name = regex', e.g. "
+                    "'session = sess_[0-9a-z]{16}'"
+                )
+        name, pattern = name.strip(), pattern.strip()
+        if not name.isidentifier():
+            raise pytest.UsageError(f"{NORMALIZE_INI}: {name!r} is not a name (letters, _)")
+        try:
+            found.append(Normalizer.compile(name, pattern))
+        except re.error as exc:
+            raise pytest.UsageError(
+                f"{NORMALIZE_INI} {name}: {pattern!r} is not a regular expression: {exc}"
+            ) from None
+    return tuple(found)
 
 
 def load_run_config_for(target: StackTarget, env: Mapping[str, str]) -> Any:

@@ -46,11 +46,18 @@ SKIP_MESSAGE = (
 _OPTIONS = pytest.StashKey[HarnessOptions]()
 _LIFECYCLE = pytest.StashKey[StackLifecycle]()
 _COLLECTION = pytest.StashKey[reporting.Collection]()
-_MISSES = pytest.StashKey[reporting.MissCollector]()
+_FAULTS = pytest.StashKey[reporting.FaultCollector]()
+_INVOCATION = pytest.StashKey[str]()
 _STOOD_ASIDE = pytest.StashKey[list[str]]()
 
 
 # -- options ----------------------------------------------------------------------------------
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from harness import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -82,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_OPTIONS] = options
     config.stash[_LIFECYCLE] = lifecycle
     config.stash[_COLLECTION] = reporting.Collection()
+    config.stash[_FAULTS] = reporting.FaultCollector(options.recording.usage_log)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -140,7 +148,8 @@ def pytest_configure_node(node: Any) -> None:
         "base_url": node.config.stash[_LIFECYCLE].base_url,
         "server_pid": node.config.stash[_LIFECYCLE].server_pid,
         "work_dir": str(options.work_dir),
-        "usage_log": str(options.recording.usage_log),
+        "session": options.session,
+        "started": options.started,
     }
 
 
@@ -162,6 +171,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     options = config.stash.get(_OPTIONS, None)
     if options is not None and options.owns_work_dir and options.work_dir is not None:
         shutil.rmtree(options.work_dir, ignore_errors=True)
+        if options.recording.usage_log is not None:
+            options.recording.usage_log.unlink(missing_ok=True)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -182,18 +193,20 @@ class _TestClientConfig:
 
 @pytest.fixture
 def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -> Any:
-    """The test's attribution headers and miss collector; in URL mode, its cassette."""
+    """The test's attribution headers; in URL mode, its cassette."""
     options = _options(request.config)
     dead = request.config.stash[_LIFECYCLE].dead
     if dead is not None:
         pytest.fail(f"stack-harness: {dead.splitlines()[0]}", pytrace=False)
-    collector = request.node.stash.setdefault(_MISSES, reporting.MissCollector())
-    headers = attribution_headers(request.node.nodeid, uuid.uuid4().hex)
-    client_config = _TestClientConfig(headers=headers, hooks={"response": [collector.on_response]})
+    invocation = request.node.stash.setdefault(_INVOCATION, uuid.uuid4().hex)
+    headers = attribution_headers(options.session, request.node.nodeid, invocation)
+    client_config = _TestClientConfig(headers=headers, hooks={})
     if isinstance(options.target, UrlTarget) and options.mode is not Mode.LIVE:
         from harness.recording.cassettes import client_cassette
+        from harness.recording.context import Attribution
 
-        with client_cassette(options.recording, request.node.nodeid):
+        attribution = Attribution(request.node.nodeid, invocation, options.session)
+        with client_cassette(options.recording, request.node.nodeid, attribution=attribution):
             yield client_config
     else:
         yield client_config
@@ -332,16 +345,12 @@ def llama_stack_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     options = item.config.stash.get(_OPTIONS, None)
-    collector = item.stash.get(_MISSES, None)
-    if options is None or collector is None:
+    invocation = item.stash.get(_INVOCATION, None)
+    if options is None or invocation is None:
         return report
-    error = call.excinfo.value if call.excinfo is not None else None
-    misses, collector.misses = collector.misses, []
-    raised = reporting.raised_miss(error, options)
-    if raised is not None and not misses:
-        reporting.show_misses(report, [raised], options, raised=True)
-    elif misses:
-        reporting.show_misses(report, misses, options)
+    faults = item.config.stash[_FAULTS].take(invocation)
+    if faults:
+        reporting.show_faults(report, faults, options)
     lifecycle = item.config.stash[_LIFECYCLE]
     if report.failed and lifecycle.dead is None and lifecycle.stack_gone() is not None:
         reporting.show_stack_gone(report, lifecycle.dead)
@@ -394,10 +403,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     lifecycle = config.stash[_LIFECYCLE]
     for line in reporting.summary_lines(options, lifecycle):
         terminalreporter.write_line(line)
-    written = reporting.finish_usage(
-        config, options, lifecycle, config.stash[_COLLECTION], exitstatus
+    written, problem = reporting.finish_usage(
+        config, options, config.stash[_COLLECTION], exitstatus
     )
-    if written is not None:
-        terminalreporter.write_line(
-            f"stack-harness: wrote {written} for `harness recordings prune`"
-        )
+    for path in written:
+        terminalreporter.write_line(f"stack-harness: wrote {path} for `harness recordings prune`")
+    if problem is not None:
+        terminalreporter.write_line(f"stack-harness: {problem}", red=True)

@@ -1,105 +1,80 @@
-"""What the session tells the user: replay misses in the failing test, and the summary.
+"""What the session tells the user: recording faults in the failing test, and the summary.
 
-A replay miss can reach a test three ways: the stack answers with an error carrying the
-diagnostic (server and library modes, collected by :class:`MissCollector` from the responses),
-a `ReplayMissError` is raised in the test's own process, or vcrpy finds no interaction for a
-request (URL mode). :func:`misses_for` merges them, :func:`show_misses` puts them into the
-test's report, and :func:`summary_lines` / :func:`finish_usage` end the session with the
-tally and, after a complete replay run, the last-run file that `harness recordings prune` reads.
+Every recording fault — a replay miss, an unreadable or unwritable recording, a request that
+tried to leave a sealed replay — is written, when it happens, to the session's event log
+(``harness.recording.usage``), whatever layer or process it happened in: the reference stack
+in-process or in its server, a stack we did not write, vcrpy's client layer. That log is the one
+route by which it reaches a test: :class:`FaultCollector` reads it as the run goes and
+:func:`show_faults` puts each fault into the report of the test whose run caused it, even when
+the test caught the error. :func:`summary_lines` / :func:`finish_usage` end the session with the
+tally and, after a passing replay run, the run file that `harness recordings prune` reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness.lifecycle import StackLifecycle
 from harness.options import HarnessOptions
-from harness.recording.errors import (
-    RECORDING_MISS_HEADER,
-    ReplayMissError,
-    find_in_chain,
-    format_miss,
-)
+from harness.recording.errors import Fault, FaultKind, RecordingError, render_fault
 from harness.recording.modes import Mode
-from harness.targets import UrlTarget
+from harness.recording.usage import UsageKind, UsageReader
 
 
-class MissCollector:
-    """Collects the replay misses the stack reports in its responses during one test."""
+class FaultCollector:
+    """The faults of the session's event log, by the test invocation they belong to."""
 
-    def __init__(self) -> None:
-        self.misses: list[dict[str, Any]] = []
+    def __init__(self, log: Path | None) -> None:
+        self._reader = UsageReader(log) if log is not None else None
+        self._by_invocation: dict[str, list[Fault]] = defaultdict(list)
+        self.unattributed: list[Fault] = []
 
-    def on_response(self, response: Any) -> None:
-        """An httpx/httpx2 response event hook."""
-        if not response.headers.get(RECORDING_MISS_HEADER):
+    def _read(self) -> None:
+        if self._reader is None:
             return
-        response.read()
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        report = body.get("recording_miss") or body.get("recording_error")
-        self.misses.append(report or {"fingerprint": response.headers[RECORDING_MISS_HEADER]})
+        for event in self._reader.new_events():
+            if event.get("event") == UsageKind.FAULT and isinstance(event.get("fault"), dict):
+                fault = Fault.from_json(event["fault"])
+                if fault.invocation:
+                    self._by_invocation[fault.invocation].append(fault)
+                else:
+                    self.unattributed.append(fault)
+
+    def take(self, invocation: str) -> list[Fault]:
+        """The faults of one test run not yet shown (each fault is shown once)."""
+        self._read()
+        return self._by_invocation.pop(invocation, [])
 
 
-def raised_miss(error: BaseException | None, options: HarnessOptions) -> dict[str, Any] | None:
-    """The replay miss a test phase failed with (also wrapped by an SDK), or None."""
-    if error is None:
-        return None
-    if isinstance(options.target, UrlTarget):
-        from harness.recording.cassettes import miss_from
-
-        raised = miss_from(error, options.recording)
-    else:
-        raised = find_in_chain(error, ReplayMissError)
-    return raised.miss if raised is not None else None
-
-
-def miss_text(miss: dict[str, Any], options: HarnessOptions) -> str:
-    """The miss diagnostic, its record command carrying the options this session ran with."""
+def fault_text(fault: Fault, options: HarnessOptions) -> str:
+    """The fault's diagnostic; a miss's record command carries this session's options."""
     from harness.recording.diagnostics import record_command
 
-    if "message" in miss:  # a recording the stack could not read or write
-        return f"Recording fault: {miss['message']}"
-    if "endpoint" not in miss:
-        return f"Replay miss (fingerprint {miss.get('fingerprint')}); see the stack's log"
-    command = record_command(miss.get("test_id", ""), options.record_args)
-    return format_miss({**miss, "command": command})
+    command = record_command(fault.test_id, options.record_args) if fault.miss else None
+    return render_fault(fault, command)
 
 
-def show_misses(
-    report: pytest.TestReport,
-    misses: list[dict[str, Any]],
-    options: HarnessOptions,
-    *,
-    raised: bool = False,
-) -> None:
-    """Fail the report with the misses' diagnostics (a test that caught the error fails too).
+def show_faults(report: pytest.TestReport, faults: list[Fault], options: HarnessOptions) -> None:
+    """Fail the report with the faults' diagnostics (a test that caught the error fails too).
 
-    When the test failed with the miss itself, the diagnostic replaces the traceback: the
-    recording library's own message (vcrpy's advice to change its record mode) would only
-    contradict it.
+    The diagnostic replaces the traceback: the error the test saw (an SDK's connection error,
+    vcrpy's advice to change its record mode, a bare 500) would only hide or contradict it.
     """
-    text = "\n\n".join(miss_text(miss, options) for miss in misses)
-    if any("message" in miss for miss in misses):
-        title = f"stack-harness: recording fault ({len(misses)})"
-        what = "the stack could not read or write a recording"
-    else:
-        title = f"stack-harness: replay miss ({len(misses)})"
+    text = "\n\n".join(fault_text(fault, options) for fault in faults)
+    misses = [f for f in faults if f.kind is FaultKind.MISS]
+    if len(misses) == len(faults):
+        title = f"stack-harness: replay miss ({len(faults)})"
         what = "the stack had no recording for a request"
-    if raised or report.passed:
-        report.outcome = "failed"
-        report.longrepr = f"{title}: {what}\n\n{text}"
-    elif hasattr(report.longrepr, "addsection"):
-        report.longrepr.addsection(title, text)
     else:
-        report.sections.append((title, text))
+        title = f"stack-harness: recording fault ({len(faults)})"
+        what = "a request could not be recorded or replayed"
+    report.outcome = "failed"
+    report.longrepr = f"{title}: {what}\n\n{text}"
 
 
 def show_stack_gone(report: pytest.TestReport, what: str) -> None:
@@ -134,16 +109,31 @@ def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[st
     from harness.recording import usage
 
     log = options.recording.usage_log
-    if lifecycle.owns_usage_log and log is not None:
-        counts = usage.read_usage(log).counts
-        tally = ", ".join(f"{counts[k]} {k}" for k in (usage.USED, usage.RECORDED, usage.MISSED))
-    else:
-        tally = "not counted (the server was not started by this session)"
+    summary = usage.read_usage(log) if log is not None else usage.UsageSummary()
+    counts = summary.counts
+    tally = (
+        f"{counts[UsageKind.USED]} used, {counts[UsageKind.RECORDED]} recorded, "
+        f"{len(summary.misses)} missed"
+    )
+    passed = sum(summary.passthrough.values())
+    if passed:
+        hosts = ", ".join(f"{h} ({n})" for h, n in sorted(summary.passthrough.items()))
+        tally += f", {passed} passed through ({hosts})"
     assert options.target is not None
     lines = [
         f"stack-harness: {options.target.describe()}, mode {options.mode}; "
         f"recordings {tally} ({options.recording.directory})"
     ]
+    for event in summary.open_streams.values():
+        lines.append(
+            f"stack-harness: a stream was still open when its test ended and was not recorded: "
+            f"{event.get('endpoint')} in {event.get('test_id') or '<shared scope>'}"
+        )
+    for event in summary.unrecorded_streams:
+        lines.append(
+            f"stack-harness: not recorded: {event.get('endpoint')} in "
+            f"{event.get('test_id') or '<shared scope>'}: {event.get('reason')}"
+        )
     if lifecycle.ending:
         lines.append(f"stack-harness: {lifecycle.ending}")
     return lines
@@ -152,44 +142,38 @@ def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[st
 def finish_usage(
     config: pytest.Config,
     options: HarnessOptions,
-    lifecycle: StackLifecycle,
     collection: Collection,
     exitstatus: int,
-) -> Path | None:
-    """Write the last-run file after a complete replay run; drop the usage log either way."""
+) -> tuple[list[Path], str | None]:
+    """After a passing replay run, write the run files prune reads: (paths, problem).
+
+    The recordings directory's `.last-run.json` only after a run of every recorded test; the
+    file `--usage-file` names after any passing replay run (one CI shard of several).
+    """
     from harness.recording import usage
 
     log = options.recording.usage_log
-    if log is None:
-        return None
-    written = None
-    if complete_replay(config, options, lifecycle, collection, exitstatus):
-        used = usage.read_usage(log).touched
-        written = usage.write_last_run(options.recording.directory, used)
-    log.unlink(missing_ok=True)
-    return written
+    if log is None or exitstatus != pytest.ExitCode.OK or options.mode is not Mode.REPLAY:
+        return [], None
+    targets = []
+    if options.usage_file is not None:
+        targets.append(options.usage_file)
+    if complete_replay(config, options, collection):
+        targets.append(options.recording.directory / usage.LAST_RUN_FILE)
+    if not targets:
+        return [], None
+    used = usage.read_usage(log).touched
+    written = []
+    for target in targets:
+        try:
+            written.append(usage.write_run(target, used, collection.node_ids, options.started))
+        except RecordingError as exc:
+            return written, str(exc)
+    return written, None
 
 
-def write_misses(options: HarnessOptions) -> None:
-    """The node ids of the tests that missed a recording, one per line (empty when none)."""
-    from harness.recording import usage
-
-    assert options.misses_file is not None
-    log = options.recording.usage_log
-    missed = usage.read_usage(log).missed if log is not None else []
-    ids = list(dict.fromkeys(test_id for _, test_id in missed if test_id))
-    options.misses_file.parent.mkdir(parents=True, exist_ok=True)
-    options.misses_file.write_text("".join(f"{test_id}\n" for test_id in ids), encoding="utf-8")
-
-
-def complete_replay(
-    config: pytest.Config,
-    options: HarnessOptions,
-    lifecycle: StackLifecycle,
-    collection: Collection,
-    exitstatus: int,
-) -> bool:
-    """True when the run ran every test that has recordings: prune can trust its usage log.
+def complete_replay(config: pytest.Config, options: HarnessOptions, collection: Collection) -> bool:
+    """True when the run ran every test that has recordings: prune can trust it alone.
 
     A narrower run (a -k, a suite, one model of a matrix) used only some recordings and must
     not make prune delete the others.
@@ -203,19 +187,28 @@ def complete_replay(
         or getattr(option, "stepwise", False)
         or collection.deselected
     )
-    if narrowed or exitstatus != pytest.ExitCode.OK or options.mode is not Mode.REPLAY:
+    if narrowed:
         return False
-    if not lifecycle.owns_usage_log or isinstance(options.target, UrlTarget):
-        return False
-    from harness.recording.errors import RecordingError
     from harness.recording.store import RecordingStore
 
     store = RecordingStore(options.recording.directory)
     recorded_tests = set()
     for path in store.iter_files():
         try:
-            recorded_tests.add(store.load(path)["test_id"])
+            recorded_tests.add(store.load(path).test_id)
         except RecordingError:
             return False  # verify's business; prune must not act on a directory it cannot read
     recorded_tests.discard("")
     return recorded_tests <= collection.node_ids
+
+
+def write_misses(options: HarnessOptions) -> None:
+    """The node ids of the tests that missed a recording, one per line (empty when none)."""
+    from harness.recording import usage
+
+    assert options.misses_file is not None
+    log = options.recording.usage_log
+    missed = usage.read_usage(log).misses if log is not None else []
+    ids = list(dict.fromkeys(fault.test_id for fault in missed if fault.test_id))
+    options.misses_file.parent.mkdir(parents=True, exist_ok=True)
+    options.misses_file.write_text("".join(f"{test_id}\n" for test_id in ids), encoding="utf-8")

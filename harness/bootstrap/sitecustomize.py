@@ -27,13 +27,17 @@ def _chain_existing_sitecustomize() -> None:
     spec.loader.exec_module(module)
 
 
+_installation = None  # the process's patches (harness.recording.patch.Installation)
+
+
 def _attach() -> None:
+    global _installation
     vendor = os.path.join(_HERE, "vendor")
     if vendor not in sys.path:
         sys.path.append(vendor)
     from harness.recording.patch import install_from_env
 
-    install_from_env()
+    _installation = install_from_env()
 
 
 def _report_failure(exc: BaseException) -> None:

@@ -13,9 +13,10 @@ from harness.recording.completeness import cut_reason
 from harness.recording.errors import RecordingError
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import DEFAULT_DIRECTORY, DIR_ENV
+from harness.recording.records import Stream
 from harness.recording.redaction import find_secret_patterns
 from harness.recording.store import RecordingStore, module_dir
-from harness.recording.usage import read_last_run
+from harness.recording.usage import LAST_RUN_FILE, RunUsage, read_run
 
 
 def default_directory() -> Path:
@@ -37,12 +38,24 @@ def register(subparsers: Any) -> None:
         sub.set_defaults(func=func)
         return sub
 
-    add("list", "per test: number of recordings, endpoints, size", cmd_list)
+    add("list", "per test: number of recordings, endpoints, size, stack and setup", cmd_list)
     show = add("show", "print one recording", cmd_show)
     show.add_argument("target", help="a fingerprint (or unique prefix) or a file path")
     add("verify", "check files parse, match their fingerprint, hold no secret", cmd_verify)
-    prune = add("prune", "delete recordings the last complete replay run did not use", cmd_prune)
+    prune = add(
+        "prune", "delete recordings that replay runs covering every test did not use", cmd_prune
+    )
     prune.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    prune.add_argument(
+        "--run",
+        dest="runs",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help=f"the run file of a replay run (repeatable, e.g. one per CI shard; default: "
+        f"<dir>/{LAST_RUN_FILE}); together the runs must have run every recorded test",
+    )
 
 
 def _store(args: argparse.Namespace) -> RecordingStore:
@@ -57,18 +70,24 @@ def _store(args: argparse.Namespace) -> RecordingStore:
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
     per_test: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"count": 0, "size": 0, "endpoints": set()}
+        lambda: {"count": 0, "size": 0, "endpoints": set(), "made_by": set()}
     )
     for path in store.iter_files():
         record = store.load(path)
-        entry = per_test[record["test_id"] or "<shared>"]
+        entry = per_test[record.test_id or "<shared>"]
         entry["count"] += 1
         entry["size"] += path.stat().st_size
-        entry["endpoints"].add(f"{record['request']['method']} {record['request']['path']}")
+        entry["endpoints"].add(f"{record.request.method} {record.request.path}")
+        made_by = ", ".join(f"{k} {v}" for k, v in sorted(record.provenance.items()))
+        entry["made_by"].add(made_by or "unknown stack")
     for test_id in sorted(per_test):
         entry = per_test[test_id]
         endpoints = ", ".join(sorted(entry["endpoints"]))
-        print(f"{test_id}\t{entry['count']} recording(s)\t{entry['size']} bytes\t{endpoints}")
+        made_by = "; ".join(sorted(entry["made_by"]))
+        print(
+            f"{test_id}\t{entry['count']} recording(s)\t{entry['size']} bytes\t{endpoints}"
+            f"\t{made_by}"
+        )
     total = sum(e["count"] for e in per_test.values())
     print(f"{total} recording(s) in {len(per_test)} test(s)")
     return 0
@@ -93,7 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     path = _find(store, args.target)
     record = store.load(path)
     print(f"# {store.relative(path)}")
-    print(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False))
+    print(json.dumps(record.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
     return 0
 
 
@@ -105,20 +124,20 @@ def verify_file(store: RecordingStore, path: Path) -> list[str]:
         return [str(exc)]
     problems = []
     expected = fingerprint_of_record(record)
-    if record["fingerprint"] != expected or path.stem != expected:
+    if record.fingerprint != expected or path.stem != expected:
         problems.append(
             f"{store.relative(path)}: fingerprint recomputed from content is {expected}, "
-            f"file says {record['fingerprint']} and is named {path.stem}"
+            f"file says {record.fingerprint} and is named {path.stem}"
         )
-    expected_dir = store.directory / module_dir(record["test_id"])
+    expected_dir = store.directory / module_dir(record.test_id)
     if path.parent.resolve() != expected_dir.resolve():
         problems.append(
-            f"{store.relative(path)}: test id {record['test_id']!r} belongs under "
+            f"{store.relative(path)}: test id {record.test_id!r} belongs under "
             f"{store.relative(expected_dir)}/, so replay would never find this file"
         )
-    stream = record["response"].get("stream")
-    if stream is not None:
-        reason = cut_reason(stream["framing"], (c["data"] for c in stream["chunks"]))
+    payload = record.response.payload
+    if isinstance(payload, Stream):
+        reason = cut_reason(payload.framing, (c.data for c in payload.chunks))
         if reason is not None:
             problems.append(
                 f"{store.relative(path)}: the stream was cut short ({reason}); re-record it"
@@ -145,16 +164,55 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def trusted_runs(store: RecordingStore, run_files: list[Path]) -> tuple[RunUsage, set[str]]:
+    """The runs' union (earliest start, every test, every used path), if they cover every test.
+
+    Each run is one passing replay run (one CI shard, one suite, or the whole suite); prune may
+    trust them only together, and only if together they ran every test that has recordings.
+    """
+    runs = [read_run(path) for path in run_files or [store.directory / LAST_RUN_FILE]]
+    tests = frozenset().union(*(run.tests for run in runs))
+    used = frozenset().union(*(run.used for run in runs))
+    recorded: set[str] = set()
+    for path in store.iter_files():
+        recorded.add(store.load(path).test_id)
+    recorded.discard("")
+    missing = sorted(recorded - tests)
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise RecordingError(
+            f"the run file(s) {', '.join(run.source for run in runs)} did not run "
+            f"{len(missing)} recorded test(s) ({shown}); prune only with runs that together "
+            "ran every recorded test (pass one --run per shard)"
+        )
+    started = min(run.started for run in runs)
+    return RunUsage(started=started, tests=tests, used=used), recorded
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     store = _store(args)
-    used = read_last_run(store.directory)
-    unused = [p for p in store.iter_files() if store.relative(p) not in used]
+    union, _ = trusted_runs(store, args.runs)
+    unused = []
+    kept_new = 0
+    for path in store.iter_files():
+        if store.relative(path) in union.used:
+            continue
+        try:
+            written = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if written >= union.started:
+            kept_new += 1  # written after the runs began: they cannot know of it
+            continue
+        unused.append(path)
     for path in unused:
         print(f"{'would delete' if args.dry_run else 'deleted'} {store.relative(path)}")
         if not args.dry_run:
-            path.unlink()
+            path.unlink(missing_ok=True)
             _remove_empty_parents(path.parent, store.directory)
-    print(f"{len(unused)} unused recording(s){' (dry run)' if args.dry_run else ''}")
+    suffix = " (dry run)" if args.dry_run else ""
+    newer = f"; kept {kept_new} written after the runs started" if kept_new else ""
+    print(f"{len(unused)} unused recording(s){suffix}{newer}")
     return 0
 
 

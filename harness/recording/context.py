@@ -1,26 +1,34 @@
-"""Which test a provider request belongs to, and which repeat of an identical request it is.
+"""Which test a provider request belongs to, and how a recording fault becomes the answer.
 
-The recording transport files every interaction under the test that caused it. The plugin's
-clients send two headers with every request to the stack; :class:`AttributionMiddleware`, which
-wraps the stack's ASGI app, turns them into an :class:`Attribution` that holds for the whole
-HTTP request (streamed body and background work included), so the stack's own code never has to
-pass a test id around. This works the same in a server process and in library mode, where the
-plugin's clients reach the app through an in-process transport.
+The recording layer files every interaction under the test that caused it. The plugin's
+clients (and any client a test builds itself) send three headers with every request to the
+stack; :class:`AttributionMiddleware`, which wraps the stack's ASGI app, turns them into an
+:class:`Attribution` that holds for the whole HTTP request (streamed body and background work
+included), so the stack's own code never passes a test id around. This works the same in a
+server process and in library mode.
 
-Headers (sent by the plugin's clients, read by the middleware):
-
+- ``X-Harness-Session``: the pytest session (a hex id); its events go to its own log.
 - ``X-Harness-Test-Id``: the pytest node id of the test making the request.
-- ``X-Harness-Test-Invocation``: unique per run of that test (a uuid). Identical requests are
-  counted per invocation, so a reused server replays a re-run test from its first recording.
+- ``X-Harness-Test-Invocation``: unique per run of that test. Identical requests are counted,
+  and ids numbered, per invocation, so a reused server replays a re-run test from the start.
 
-Requests without them (e.g. the stack's start-up model listing) are in the shared scope, whose
-requests are never counted: they may repeat any number of times over a server's life and always
-map to the same recording.
+Work the stack does away from the request's context (a task made with a fresh context, a
+long-lived task made during an earlier test) still belongs to a test: when the context names
+no test, or a test whose requests have all finished, and exactly one test has a request in
+flight, it is that test's (:func:`current_attribution`). Requests made outside any test (the
+stack's start-up model listing) are in the shared scope, whose requests are never counted.
+
+The middleware is also the one place where a recording fault becomes the stack's HTTP answer,
+for the reference stack and for stacks the harness did not write alike: a fault raised through
+the app, or noted by the recording layer and then swallowed by the stack's own error handling
+(Llama Stack answers its own bare 500), is answered with the fault itself (``error_response``)
+as long as the response has not started.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -30,10 +38,15 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.recording.errors import RECORDING_MISS_HEADER, RecordingError, error_response
+from harness.recording.errors import Fault, RecordingError, error_response, fault_of
+from harness.recording.fingerprint import IdNumbers
 
+logger = logging.getLogger(__name__)
+
+SESSION_HEADER = "X-Harness-Session"
 TEST_ID_HEADER = "X-Harness-Test-Id"
 INVOCATION_HEADER = "X-Harness-Test-Invocation"
+ATTRIBUTION_HEADERS = (SESSION_HEADER, TEST_ID_HEADER, INVOCATION_HEADER)
 SHARED_TEST_ID = ""
 MAX_TRACKED_INVOCATIONS = 4096
 
@@ -60,13 +73,15 @@ class OccurrenceCounter:
 
 @dataclass(frozen=True)
 class Attribution:
-    """The test (pytest node id) and the run of it (invocation id) a request belongs to."""
+    """The session, test (pytest node id) and run of it (invocation id) a request belongs to."""
 
     test_id: str
     invocation: str
+    session: str = ""
     occurrences: OccurrenceCounter = field(
         default_factory=OccurrenceCounter, compare=False, repr=False
     )
+    ids: IdNumbers = field(default_factory=IdNumbers, compare=False, repr=False)
 
     @property
     def is_shared(self) -> bool:
@@ -81,16 +96,93 @@ class Attribution:
         if not self.is_shared:
             self.occurrences.give_back(base_fingerprint, occurrence)
 
+    def id_numbers(self) -> IdNumbers:
+        """Where ids are numbered: the invocation's, or a fresh one per shared request."""
+        return IdNumbers() if self.is_shared else self.ids
+
 
 SHARED = Attribution(test_id=SHARED_TEST_ID, invocation="")
 
 _current: ContextVar[Attribution] = ContextVar("harness_attribution", default=SHARED)
 # The recording faults of the HTTP request being served (set by the middleware).
-_faults: ContextVar[list[Exception] | None] = ContextVar("harness_faults", default=None)
+_faults: ContextVar[list[Fault] | None] = ContextVar("harness_faults", default=None)
+
+
+class Invocations:
+    """One Attribution per invocation, so its requests share one occurrence counter and one
+    id numbering. Bounded: the oldest are forgotten, so a long-lived server does not grow."""
+
+    def __init__(self, limit: int = MAX_TRACKED_INVOCATIONS) -> None:
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._known: OrderedDict[tuple[str, str, str], Attribution] = OrderedDict()
+
+    def get(self, session: str, test_id: str, invocation: str) -> Attribution:
+        if not test_id:
+            return SHARED
+        key = (session, test_id, invocation)
+        with self._lock:
+            found = self._known.get(key)
+            if found is None:
+                found = self._known[key] = Attribution(test_id, invocation, session)
+                while len(self._known) > self._limit:
+                    self._known.popitem(last=False)
+            else:
+                self._known.move_to_end(key)
+            return found
+
+
+class InFlight:
+    """Which test invocations have a request in flight in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[Attribution, int] = {}
+
+    @contextmanager
+    def serving(self, attribution: Attribution) -> Iterator[None]:
+        if attribution.is_shared:
+            yield
+            return
+        with self._lock:
+            self._counts[attribution] = self._counts.get(attribution, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._counts[attribution] - 1
+                if left:
+                    self._counts[attribution] = left
+                else:
+                    del self._counts[attribution]
+
+    def is_active(self, attribution: Attribution) -> bool:
+        with self._lock:
+            return attribution in self._counts
+
+    def sole(self) -> Attribution | None:
+        with self._lock:
+            active = list(self._counts)
+        return active[0] if len(active) == 1 else None
+
+
+# One per process: the fallback of current_attribution asks it (a stack process serves one
+# app; in library mode the pytest process may build several, one after another).
+IN_FLIGHT = InFlight()
 
 
 def current_attribution() -> Attribution:
-    """The attribution of the running code; the shared scope when none is set."""
+    """The attribution of the running code (see the module docstring for the fallback)."""
+    attribution = _current.get()
+    if attribution.is_shared or not IN_FLIGHT.is_active(attribution):
+        sole = IN_FLIGHT.sole()
+        if sole is not None:
+            return sole
+    return attribution
+
+
+def attribution_context_value() -> Attribution:
+    """The attribution set in this context, without the fallback (to carry into a thread)."""
     return _current.get()
 
 
@@ -104,46 +196,20 @@ def attributed(attribution: Attribution) -> Iterator[Attribution]:
         _current.reset(token)
 
 
-def note_fault(exc: Exception) -> None:
-    """Remember a recording fault of the request being served, for the middleware to report.
+def note_fault(fault: Fault) -> None:
+    """Remember a recording fault of the request being served, for the middleware to answer.
 
     A stack we did not write may catch the error and answer with its own bare HTTP 500 (or
-    retry); the middleware then answers with the harness's diagnostic instead.
+    retry); the middleware then answers with the fault instead.
     """
     faults = _faults.get()
     if faults is not None:
-        faults.append(exc)
+        faults.append(fault)
 
 
-def attribution_headers(test_id: str, invocation: str) -> dict[str, str]:
+def attribution_headers(session: str, test_id: str, invocation: str) -> dict[str, str]:
     """The headers a client sends so the stack files its provider traffic under the test."""
-    return {TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
-
-
-class _Invocations:
-    """One Attribution per invocation id, so its requests share one occurrence counter.
-
-    Bounded: the oldest invocations are forgotten, so a long-lived server does not grow.
-    """
-
-    def __init__(self, limit: int = MAX_TRACKED_INVOCATIONS) -> None:
-        self._lock = threading.Lock()
-        self._limit = limit
-        self._known: OrderedDict[tuple[str, str], Attribution] = OrderedDict()
-
-    def get(self, test_id: str, invocation: str) -> Attribution:
-        if not test_id:
-            return SHARED
-        key = (test_id, invocation)
-        with self._lock:
-            found = self._known.get(key)
-            if found is None:
-                found = self._known[key] = Attribution(test_id, invocation)
-                while len(self._known) > self._limit:
-                    self._known.popitem(last=False)
-            else:
-                self._known.move_to_end(key)
-            return found
+    return {SESSION_HEADER: session, TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: str) -> str:
@@ -163,47 +229,53 @@ class AttributionMiddleware:
 
     def __init__(self, app: Any, *, max_invocations: int = MAX_TRACKED_INVOCATIONS) -> None:
         self.app = app
-        self._invocations = _Invocations(max_invocations)
+        self._invocations = Invocations(max_invocations)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers") or []
+        session = _header(headers, SESSION_HEADER)
         test_id = _header(headers, TEST_ID_HEADER)
         invocation = _header(headers, INVOCATION_HEADER)
         if test_id and not invocation:
             invocation = uuid.uuid4().hex
-        faults: list[Exception] = []
+        attribution = self._invocations.get(session, test_id, invocation)
+        faults: list[Fault] = []
         token = _faults.set(faults)
-        replaced = False
+        started = answered = False
 
-        async def reporting_send(message: dict[str, Any]) -> None:
-            nonlocal replaced
-            if replaced:
+        async def answering_send(message: dict[str, Any]) -> None:
+            nonlocal started, answered
+            if answered:
                 return
-            if message["type"] == "http.response.start" and faults and not _has_report(message):
-                replaced = True
-                await _send_fault(send, faults[-1])
-                return
+            if message["type"] == "http.response.start":
+                if faults:
+                    answered = True
+                    await _send_fault(send, faults[-1])
+                    return
+                started = True
             await send(message)
 
         try:
-            with attributed(self._invocations.get(test_id, invocation)):
-                await self.app(scope, receive, reporting_send)
+            with attributed(attribution), IN_FLIGHT.serving(attribution):
+                await self.app(scope, receive, answering_send)
+        except Exception as exc:
+            fault = faults[-1] if faults else None
+            if fault is None and isinstance(exc, RecordingError):
+                fault = fault_of(exc)
+            if fault is None or started or scope.get("type") != "http":
+                raise
+            logger.error("%s %s: %s", scope.get("method"), scope.get("path"), fault.summary())
+            if not answered:
+                await _send_fault(send, fault)
         finally:
             _faults.reset(token)
 
 
-def _has_report(message: dict[str, Any]) -> bool:
-    """True when the app answered with the harness's own fault report (the reference stack)."""
-    wanted = RECORDING_MISS_HEADER.lower().encode("latin-1")
-    return any(name.lower() == wanted for name, _ in message.get("headers") or [])
-
-
-async def _send_fault(send: Any, fault: Exception) -> None:
-    error = fault if isinstance(fault, RecordingError) else RecordingError(str(fault))
-    body, headers = error_response(error)
+async def _send_fault(send: Any, fault: Fault) -> None:
+    body, headers = error_response(fault)
     data = json.dumps(body).encode("utf-8")
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

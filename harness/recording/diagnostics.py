@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.recording.errors import RecordingError
+from harness.recording.errors import FieldDiff, Miss, Nearest, RecordingError
 from harness.recording.fingerprint import canonical_of_record
 from harness.recording.modes import MODE_ENV
 from harness.recording.store import RecordingStore
@@ -24,25 +24,27 @@ MAX_DIFF_FIELDS = 50
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """{dotted path: leaf value}; empty containers are leaves."""
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key in sorted(value):
-            out.update(flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list) and value:
-        out = {}
-        for i, item in enumerate(value):
-            out.update(flatten(item, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
+    out: dict[str, Any] = {}
+    stack: list[tuple[str, Any]] = [(prefix, value)]
+    while stack:  # iterative: a deep body must not exhaust the stack
+        path, item = stack.pop()
+        if isinstance(item, dict) and item:
+            for key in sorted(item, reverse=True):
+                stack.append((f"{path}.{key}" if path else str(key), item[key]))
+        elif isinstance(item, list) and item:
+            for i in reversed(range(len(item))):
+                stack.append((f"{path}[{i}]", item[i]))
+        else:
+            out[path] = item
+    return out
 
 
-def diff_requests(recorded: dict[str, Any], requested: dict[str, Any]) -> list[dict[str, Any]]:
+def diff_requests(recorded: dict[str, Any], requested: dict[str, Any]) -> list[FieldDiff]:
     """Field-by-field differences between two canonical requests."""
     left, right = flatten(recorded), flatten(requested)
     fields = sorted(set(left) | set(right))
     return [
-        {"field": f, "recorded": left.get(f, ABSENT), "requested": right.get(f, ABSENT)}
+        FieldDiff(f, left.get(f, ABSENT), right.get(f, ABSENT))
         for f in fields
         if left.get(f, ABSENT) != right.get(f, ABSENT)
     ]
@@ -62,31 +64,30 @@ def record_command(test_id: str, options: Sequence[str] = ()) -> str:
 
 def build_miss(
     store: RecordingStore, canonical: dict[str, Any], fingerprint: str, path: Path
-) -> dict[str, Any]:
-    """The ``ReplayMissError.miss`` dict for a request that has no recording."""
+) -> Miss:
+    """The miss of a request that has no recording, with the nearest one that exists."""
     test_id = canonical.get("test_id", "")
-    nearest: dict[str, Any] | None = None
+    nearest: Nearest | None = None
     best: tuple[int, int] | None = None
-    best_diff: list[dict[str, Any]] = []
+    best_diff: list[FieldDiff] = []
     for candidate in store.module_files(test_id):
         try:
             record = store.load(candidate)
         except RecordingError:
             continue
-        request = record["request"]
-        if request["method"].upper() != canonical["method"] or request["path"] != canonical["path"]:
+        recorded = canonical_of_record(record)
+        if recorded["method"] != canonical["method"] or recorded["path"] != canonical["path"]:
             continue
-        diff = diff_requests(canonical_of_record(record), canonical)
-        score = (0 if record.get("test_id") == test_id else 1, len(diff))
+        diff = diff_requests(recorded, canonical)
+        score = (0 if record.test_id == test_id else 1, len(diff))
         if best is None or score < best:
             best, best_diff = score, diff
-            nearest = {"path": store.relative(candidate), "request": canonical_of_record(record)}
-    return {
-        "fingerprint": fingerprint,
-        "test_id": test_id,
-        "endpoint": f"{canonical['method']} {canonical['path']}",
-        "recording_path": store.relative(path),
-        "nearest": nearest,
-        "diff": best_diff[:MAX_DIFF_FIELDS],
-        "command": record_command(test_id),
-    }
+            nearest = Nearest(store.relative(candidate), recorded)
+    return Miss(
+        fingerprint=fingerprint,
+        test_id=test_id,
+        endpoint=f"{canonical['method']} {canonical['path']}",
+        recording_path=store.relative(path),
+        nearest=nearest,
+        diff=tuple(best_diff[:MAX_DIFF_FIELDS]),
+    )

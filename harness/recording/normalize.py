@@ -18,6 +18,8 @@ import json
 import re
 from typing import Any
 
+from harness.recording.records import Framing
+
 # Only these objects carry a per-response random id; a model's id is its name and is kept.
 RANDOM_ID_OBJECTS = frozenset(
     {"chat.completion", "chat.completion.chunk", "text_completion", "response"}
@@ -31,11 +33,11 @@ ZEROED_NUMBERS = (
 )
 EPOCH = "1970-01-01T00:00:00Z"
 
-SSE = "sse"
-NDJSON = "ndjson"
+SSE = Framing.SSE
+NDJSON = Framing.NDJSON
 
 
-def framing_for(content_type: str | None) -> str | None:
+def framing_for(content_type: str | None) -> Framing | None:
     """The stream framing of a response content type, or None for a plain response."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "text/event-stream":

@@ -7,31 +7,51 @@ clients itself, so the harness cannot hand them a recording transport. The boots
 
 - ``httpx.Client`` / ``httpx.AsyncClient`` and the same classes of ``httpx2`` (the openai SDK
   3.x client): after a client is built, its transport and mounted transports are wrapped in
-  the same recording transports the reference stack uses, so every client the process makes,
-  at start-up or per request, records and replays like the reference stack's providers;
+  the recording transports the reference stack uses;
+- ``urllib3.connectionpool.HTTPConnectionPool.urlopen`` (requests, botocore),
+  ``aiohttp.ClientSession._request`` and ``urllib.request.AbstractHTTPHandler.do_open``:
+  routed through the same pipeline (``adapters.py``);
 - ``uvicorn.Config.load``: the served ASGI app is wrapped in :class:`AttributionMiddleware`,
-  so each provider request is filed under the test whose request caused it.
+  so each provider request is filed under the test whose request caused it;
+- ``threading.Thread.start`` and ``ThreadPoolExecutor.submit`` (so ``run_in_executor`` too):
+  the thread, or the submitted call, runs attributed to the test of the code that started it
+  (only the harness's attribution travels; the rest of the thread's context is untouched);
+- ``socket.socket.connect``: the seal. In replay, a connection to a provider (a host the
+  configuration names, a ``record_hosts`` match, or any non-loopback host on port 80 or 443)
+  that does not come from a recording layer is refused, and the test that caused it fails
+  naming it; in record mode it is let through and the test fails saying it was not recorded.
 
-Nothing else is touched, nothing here is used outside the bootstrap, and :func:`uninstall`
-restores every original. Transports that already record (the reference stack wraps its own)
-are left as they are. What attached is appended to the report file the harness named
-(``HARNESS_BOOTSTRAP_REPORT``): one ``loaded`` line per Python process, one ``app`` line per
-served app, so the harness can tell a stack it could not attach to.
+Nothing else is touched, nothing here is used outside the bootstrap, and
+:meth:`Installation.uninstall` restores every original. Transports that already record (the
+reference stack wraps its own) are left as they are. What attached is appended to the report
+file the harness named (``HARNESS_BOOTSTRAP_REPORT``): one ``loaded`` line per Python process,
+one ``app`` line per served app, so the harness can tell a stack it could not attach to.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import importlib.abc
 import os
-import re
+import socket
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from harness.recording.context import AttributionMiddleware
-from harness.recording.modes import RecordingSettings
-from harness.recording.redaction import MIN_SECRET_LENGTH
+from harness.recording.context import (
+    AttributionMiddleware,
+    attributed,
+    attribution_context_value,
+)
+from harness.recording.errors import FaultKind
+from harness.recording.hosts import Route, host_key, is_loopback
+from harness.recording.modes import Mode, RecordingSettings
+from harness.recording.recorder import Recorder, is_sending
+from harness.recording.redaction import secret_values
 from harness.recording.transport import (
     AsyncRecordingTransport,
     RecordingTransport,
@@ -40,11 +60,7 @@ from harness.recording.transport import (
 )
 
 REPORT_ENV = "HARNESS_BOOTSTRAP_REPORT"
-# Environment variables whose values are credentials: kept off disk by the redactor.
-SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-_undo: list[tuple[object, str, Any]] = []
-_finder: _PostImportFinder | None = None
+SEALED_PORTS = frozenset({80, 443})
 
 
 def _report(line: str) -> None:
@@ -58,52 +74,234 @@ def _report(line: str) -> None:
         pass  # the session that asked is gone; nothing to tell
 
 
-def _replace(owner: object, name: str, value: Any) -> None:
-    _undo.append((owner, name, getattr(owner, name)))
-    setattr(owner, name, value)
+def stack_provenance() -> Mapping[str, str]:
+    """Which stack records: the serving distribution's name and version, when readable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for module, distribution in (("ogx", "ogx"), ("llama_stack", "llama-stack")):
+        if module in sys.modules:
+            try:
+                return {"stack": f"{distribution} {version(distribution)}"}
+            except PackageNotFoundError:
+                return {"stack": distribution}
+    return {}
 
 
-def _patch_clients(lib: ModuleType, settings: RecordingSettings, secrets: list[str]) -> None:
-    """Wrap the transports of every Client and AsyncClient `lib` builds from now on."""
-    plans: list[tuple[type, Callable[..., Any], tuple[type, ...]]] = [
-        (lib.Client, wrap_transport, (RecordingTransport,)),
-        (lib.AsyncClient, wrap_async_transport, (AsyncRecordingTransport,)),
-    ]
-    for cls, wrap, already in plans:
-        original = cls.__init__
+class Installation:
+    """The patches of one process, and how to undo them."""
 
-        def __init__(
-            self: Any,
-            *args: Any,
-            _original: Callable[..., None] = original,
-            _wrap: Callable[..., Any] = wrap,
-            _already: tuple[type, ...] = already,
-            **kwargs: Any,
-        ) -> None:
-            _original(self, *args, **kwargs)
+    def __init__(self, settings: RecordingSettings, secrets: Iterable[str] = ()) -> None:
+        self.settings = settings
+        self.recorder = Recorder(settings, secrets=secrets, provenance=stack_provenance)
+        self._undo: list[tuple[object, str, Any]] = []
+        self._finder: _PostImportFinder | None = None
+        self._resolved: dict[str, str] = {}  # address -> host name it was looked up by
 
-            def recorded(transport: Any) -> Any:
-                if transport is None or isinstance(transport, _already):
-                    return transport
-                return _wrap(transport, settings, secrets=secrets)
+    def _replace(self, owner: object, name: str, value: Any) -> None:
+        self._undo.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
 
-            self._transport = recorded(self._transport)
-            self._mounts = {pattern: recorded(t) for pattern, t in self._mounts.items()}
+    def install(self) -> Installation:
+        patches: dict[str, Callable[[ModuleType], None]] = {
+            "httpx": self._patch_clients,
+            "httpx2": self._patch_clients,
+            "urllib3.connectionpool": self._patch_urllib3,
+            "aiohttp.client": self._patch_aiohttp,
+            "urllib.request": self._patch_urllib,
+            "uvicorn.config": self._patch_uvicorn,
+        }
+        for name in list(patches):
+            module = sys.modules.get(name)
+            if module is not None:
+                patches.pop(name)(module)
+        self._patch_threads()
+        if self.settings.mode is not Mode.LIVE:
+            self._patch_socket()
+        self._finder = _PostImportFinder(patches)
+        sys.meta_path.insert(0, self._finder)
+        _report("loaded")
+        return self
 
-        __init__.__wrapped__ = original  # type: ignore[attr-defined]
-        _replace(cls, "__init__", __init__)
+    def uninstall(self) -> None:
+        """Restore every patched attribute and stop watching imports."""
+        if self._finder is not None and self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)
+        self._finder = None
+        while self._undo:
+            owner, name, original = self._undo.pop()
+            setattr(owner, name, original)
+
+    # -- clients ----------------------------------------------------------------------------
+    def _patch_clients(self, lib: ModuleType) -> None:
+        """Wrap the transports of every Client and AsyncClient `lib` builds from now on."""
+        settings, recorder = self.settings, self.recorder
+        plans: list[tuple[type, Callable[..., Any], tuple[type, ...]]] = [
+            (lib.Client, wrap_transport, (RecordingTransport,)),
+            (lib.AsyncClient, wrap_async_transport, (AsyncRecordingTransport,)),
+        ]
+        for cls, wrap, already in plans:
+            original = cls.__init__
+
+            def __init__(
+                self: Any,
+                *args: Any,
+                _original: Callable[..., None] = original,
+                _wrap: Callable[..., Any] = wrap,
+                _already: tuple[type, ...] = already,
+                **kwargs: Any,
+            ) -> None:
+                _original(self, *args, **kwargs)
+
+                def recorded(transport: Any) -> Any:
+                    if transport is None or isinstance(transport, _already):
+                        return transport
+                    return _wrap(transport, settings, recorder=recorder)
+
+                self._transport = recorded(self._transport)
+                self._mounts = {pattern: recorded(t) for pattern, t in self._mounts.items()}
+
+            __init__.__wrapped__ = original  # type: ignore[attr-defined]
+            self._replace(cls, "__init__", __init__)
+
+    def _patch_urllib3(self, module: ModuleType) -> None:
+        from harness.recording.adapters import urllib3_urlopen
+
+        pool = module.HTTPConnectionPool
+        self._replace(pool, "urlopen", urllib3_urlopen(self.recorder, pool.urlopen))
+
+    def _patch_aiohttp(self, module: ModuleType) -> None:
+        from harness.recording.adapters import aiohttp_request
+
+        session = module.ClientSession
+        self._replace(session, "_request", aiohttp_request(self.recorder, session._request))
+
+    def _patch_urllib(self, module: ModuleType) -> None:
+        from harness.recording.adapters import urllib_do_open
+
+        handler = module.AbstractHTTPHandler
+        self._replace(handler, "do_open", urllib_do_open(self.recorder, handler.do_open))
+
+    def _patch_uvicorn(self, config_module: ModuleType) -> None:
+        """Wrap the app uvicorn serves in the attribution middleware."""
+        original = config_module.Config.load
+
+        def load(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.loaded_app = AttributionMiddleware(self.loaded_app)
+            _report("app")
+
+        self._replace(config_module.Config, "load", load)
+
+    # -- attribution across threads ---------------------------------------------------------
+    def _patch_threads(self) -> None:
+        start = threading.Thread.start
+        submit = concurrent.futures.ThreadPoolExecutor.submit
+
+        def thread_start(thread: threading.Thread) -> None:
+            attribution = attribution_context_value()
+            if not attribution.is_shared:
+                run = thread.run
+
+                def attributed_run() -> None:
+                    with attributed(attribution):
+                        run()
+
+                thread.run = attributed_run  # type: ignore[method-assign]
+            start(thread)
+
+        def executor_submit(executor: Any, fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
+            attribution = attribution_context_value()
+            if attribution.is_shared:
+                return submit(executor, fn, *args, **kw)
+
+            def attributed_call() -> Any:
+                with attributed(attribution):
+                    return fn(*args, **kw)
+
+            return submit(executor, attributed_call)
+
+        self._replace(threading.Thread, "start", thread_start)
+        self._replace(concurrent.futures.ThreadPoolExecutor, "submit", executor_submit)
+
+    # -- the seal ---------------------------------------------------------------------------
+    def _patch_socket(self) -> None:
+        getaddrinfo = socket.getaddrinfo
+        connect = socket.socket.connect
+        connect_ex = socket.socket.connect_ex
+        installation = self
+
+        def resolving(host: Any, *args: Any, **kwargs: Any) -> Any:
+            results = getaddrinfo(host, *args, **kwargs)
+            if isinstance(host, str):
+                for *_, address in results:
+                    installation._resolved[str(address[0])] = host
+            return results
+
+        def guarded(sock: socket.socket, address: Any) -> Any:
+            installation._guard(sock, address)
+            return connect(sock, address)
+
+        def guarded_ex(sock: socket.socket, address: Any) -> Any:
+            installation._guard(sock, address)
+            return connect_ex(sock, address)
+
+        self._replace(socket, "getaddrinfo", resolving)
+        self._replace(socket.socket, "connect", guarded)
+        self._replace(socket.socket, "connect_ex", guarded_ex)
+
+    def _guard(self, sock: socket.socket, address: Any) -> None:
+        if is_sending() or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        host, port = str(address[0]), int(address[1])
+        name = self._resolved.get(host, host)
+        if not self._sealed(name, host, port):
+            return
+        client = _calling_module()
+        where = f"{name}:{port}" + (f" ({host})" if name != host else "")
+        if self.settings.mode is Mode.RECORD:
+            message = (
+                f"a request to {where} went through {client}, which the harness cannot record; "
+                "its replay will fail. Call the provider with httpx, requests/urllib3, aiohttp or "
+                "urllib, or add the host to passthrough_hosts if it is not a provider."
+            )
+            self.recorder.fault(FaultKind.UNRECORDED, message)
+            return
+        message = (
+            f"replay is sealed: a connection to {where} through {client} was refused; the "
+            "harness replays only what its recording layers see (httpx, requests/urllib3, "
+            "aiohttp, urllib). Add the host to passthrough_hosts if it is not a provider."
+        )
+        self.recorder.fault(FaultKind.SEALED, message)
+        raise ConnectionRefusedError(errno.ECONNREFUSED, message)
+
+    def _sealed(self, name: str, host: str, port: int) -> bool:
+        hosts = self.settings.hosts
+        route, reason = hosts.route(name, port)
+        if route is Route.PASSTHROUGH:
+            return False
+        if reason in ("record_hosts", "a provider the configuration names"):
+            return True
+        if host_key(host, port) in hosts.providers:
+            return True
+        return not is_loopback(host) and port in SEALED_PORTS
 
 
-def _patch_uvicorn(config_module: ModuleType) -> None:
-    """Wrap the app uvicorn serves in the attribution middleware."""
-    original = config_module.Config.load
+def _calling_module() -> str:
+    """The module that opened the connection, past the socket and HTTP plumbing."""
+    plumbing = ("socket", "ssl", "asyncio", "selectors", "harness", "http.client", "anyio")
+    for frame in reversed(traceback.extract_stack()[:-3]):
+        module = _module_of(frame.filename)
+        if module and not module.startswith(plumbing):
+            return module
+    return "an unknown client"
 
-    def load(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.loaded_app = AttributionMiddleware(self.loaded_app)
-        _report("app")
 
-    _replace(config_module.Config, "load", load)
+def _module_of(filename: str) -> str:
+    for base in sorted(sys.path, key=len, reverse=True):
+        if base and filename.startswith(base.rstrip(os.sep) + os.sep):
+            relative = filename[len(base.rstrip(os.sep)) + 1 :]
+            return relative.removesuffix(".py").replace(os.sep, ".").removesuffix(".__init__")
+    return ""
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
@@ -137,50 +335,14 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install(settings: RecordingSettings, secrets: Iterable[str] = ()) -> None:
-    """Patch the client libraries and uvicorn, now if imported, else when they are imported."""
-    global _finder
-    if _finder is not None:
-        return
-    secret_list = [s for s in secrets if s]
-    patches: dict[str, Callable[[ModuleType], None]] = {
-        "httpx": lambda module: _patch_clients(module, settings, secret_list),
-        "httpx2": lambda module: _patch_clients(module, settings, secret_list),
-        "uvicorn.config": _patch_uvicorn,
-    }
-    for name in list(patches):
-        module = sys.modules.get(name)
-        if module is not None:
-            patches.pop(name)(module)
-    _finder = _PostImportFinder(patches)
-    sys.meta_path.insert(0, _finder)
-    _report("loaded")
+def install(settings: RecordingSettings, secrets: Iterable[str] = ()) -> Installation:
+    """Patch the client libraries, threads, the socket seal and uvicorn."""
+    return Installation(settings, [s for s in secrets if s]).install()
 
 
-def uninstall() -> None:
-    """Restore every patched attribute and stop watching imports."""
-    global _finder
-    if _finder is not None and _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)
-    _finder = None
-    while _undo:
-        owner, name, original = _undo.pop()
-        setattr(owner, name, original)
-
-
-def secrets_from(env: Mapping[str, str]) -> list[str]:
-    """The credential values in an environment, by the names of their variables."""
-    return [
-        value
-        for name, value in env.items()
-        if SECRET_NAME.search(name) and len(value) >= MIN_SECRET_LENGTH
-    ]
-
-
-def install_from_env(env: Mapping[str, str] = os.environ) -> bool:
-    """Install with the settings the harness passed; False (nothing patched) when live."""
+def install_from_env(env: Mapping[str, str] = os.environ) -> Installation | None:
+    """Install with the settings the harness passed; None (nothing patched) when live."""
     settings = RecordingSettings.from_env(env)
-    if settings is None:
-        return False
-    install(settings, secrets_from(env))
-    return True
+    if settings is None or settings.mode is Mode.LIVE:
+        return None
+    return install(settings, secret_values(env, settings.secret_names))

@@ -1,15 +1,15 @@
-"""Response bodies between the provider, the caller and the recording file.
+"""Streamed bodies between the provider, the caller and the recording.
 
-Live streams pass through a recording stream, which hands each complete event to the caller as
-soon as it arrives and collects it for the recording; replayed streams come from a replay
-stream, instantly or at the recorded pace. Each is written once and bound to httpx and httpx2
-(see ``httplibs``): :func:`recording_stream` and :func:`replay_stream` pick the binding.
-Plain (non-stream) responses are stored as a JSON body, else as text.
+A live stream passes through a :class:`StreamCapture`, which hands each complete event on as
+soon as it arrives and collects it for the recording; the capture ends in exactly one call of
+its ``on_end``, with the stored response when the stream ran to its end and its events say it
+finished (``completeness``), or with None and the reason it is not recorded (cut short, failed,
+closed early). Every recording layer uses it. For httpx and httpx2 the recording and replay
+byte streams are written once here and bound to each library (``httplibs``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,53 +19,15 @@ import anyio
 
 from harness.recording.completeness import cut_reason
 from harness.recording.httplibs import bind, library_of
-from harness.recording.normalize import EventSplitter, normalize_event, normalize_json
+from harness.recording.normalize import EventSplitter, normalize_event
+from harness.recording.records import Chunk, Framing, RecordedResponse, Stream, TextBody
 from harness.recording.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
 
-def stored_plain_response(
-    status: int, headers: dict[str, str], content: bytes, fp: str, redactor: Redactor
-) -> dict[str, Any]:
-    """The stored form of a non-stream response: normalised JSON body, else text; redacted."""
-    text = redactor.text(content.decode("utf-8", "replace"))
-    response: dict[str, Any] = {"status": status, "headers": headers}
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    if parsed is not None and "json" in headers.get("content-type", "json"):
-        response["body"] = normalize_json(parsed, fp)
-    else:
-        response["text"] = text
-    return response
-
-
-def response_content(response: dict[str, Any]) -> bytes:
-    """The bytes a stored non-stream response replays as."""
-    if "text" in response:
-        return response["text"].encode("utf-8")
-    return json.dumps(response.get("body"), ensure_ascii=False, sort_keys=True).encode("utf-8")
-
-
-def plain_response(stored: dict[str, Any], request: Any) -> Any:
-    """A stored non-stream response as a response of the request's library (httpx or httpx2)."""
-    lib = library_of(request)
-    content = response_content(stored)
-    headers = {**stored.get("headers", {}), "content-length": str(len(content))}
-    return lib.Response(
-        stored["status"], headers=headers, stream=lib.ByteStream(content), request=request
-    )
-
-
 class StreamCapture:
-    """Splits a live stream into events, normalises them, and hands the recording over at the end.
-
-    ``on_complete`` receives the stored response (status, headers, stream) once the stream has
-    been read to its end and its events say it finished (see ``completeness``); a stream that
-    fails midway or ends cut short is never handed over, so it never replaces a recording.
-    """
+    """Splits a live stream into events, normalises and redacts them, and records the whole."""
 
     def __init__(
         self,
@@ -74,10 +36,9 @@ class StreamCapture:
         started: float,
         status: int,
         headers: dict[str, str],
-        framing: str,
+        framing: Framing,
         redactor: Redactor,
-        on_complete: Callable[[dict[str, Any]], None],
-        label: str = "",
+        on_end: Callable[[RecordedResponse | None, str], None],
     ) -> None:
         self.fingerprint = fingerprint
         self.started = started
@@ -85,10 +46,9 @@ class StreamCapture:
         self.headers = headers
         self.framing = framing
         self.redactor = redactor
-        self.on_complete = on_complete
-        self.label = label
+        self.on_end = on_end
         self.splitter = EventSplitter(framing)
-        self.chunks: list[dict[str, Any]] = []
+        self.chunks: list[Chunk] = []
         self.done = False
 
     def _events(self, events: list[str]) -> list[bytes]:
@@ -96,7 +56,7 @@ class StreamCapture:
         now = round(time.monotonic() - self.started, 4)
         for event in events:
             data = self.redactor.text(normalize_event(event, self.framing, self.fingerprint))
-            self.chunks.append({"at": now, "data": data})
+            self.chunks.append(Chunk(now, data))
             out.append(data.encode("utf-8"))
         return out
 
@@ -104,23 +64,38 @@ class StreamCapture:
         return self._events(self.splitter.feed(raw))
 
     def finish(self) -> list[bytes]:
-        """Flush the last partial event and hand over the recording (once), unless it is cut."""
+        """Flush the last partial event and record the stream (once), unless it is cut."""
         if self.done:
             return []
-        self.done = True
         out = self._events(self.splitter.flush())
-        reason = cut_reason(self.framing, (c["data"] for c in self.chunks))
+        reason = cut_reason(self.framing, (c.data for c in self.chunks))
         if reason is not None:
-            logger.warning("not recording %s: the stream was cut short (%s)", self.label, reason)
+            self.abandon(f"the stream was cut short ({reason})")
             return out
-        self.on_complete(
-            {
-                "status": self.status,
-                "headers": self.headers,
-                "stream": {"framing": self.framing, "chunks": self.chunks},
-            }
-        )
+        self.done = True
+        # An empty stream is an empty body: a stream holds at least one event.
+        payload = Stream(self.framing, tuple(self.chunks)) if self.chunks else TextBody("")
+        self.on_end(RecordedResponse(self.status, self.headers, payload), "")
         return out
+
+    def abandon(self, reason: str) -> None:
+        """End without recording (closed early, failed); said once, like finish."""
+        if not self.done:
+            self.done = True
+            self.on_end(None, reason)
+
+
+def read_whole(capture: StreamCapture, data: bytes) -> StreamCapture:
+    """Feed a body that was read in one piece (a client layer that buffers), then finish."""
+    capture.feed(data)
+    capture.finish()
+    return capture
+
+
+def delays(stream: Stream, pace: float) -> Iterator[tuple[float, Chunk]]:
+    """Each chunk with the time (from the start) at which a paced replay sends it."""
+    for chunk in stream.chunks:
+        yield chunk.at * pace, chunk
 
 
 class _RecordingSyncStreamMixin:
@@ -137,8 +112,12 @@ class _RecordingSyncStreamMixin:
         return self._iterator
 
     def __iter__(self) -> Iterator[bytes]:
-        for raw in self._source():
-            yield from self.capture.feed(raw)
+        try:
+            for raw in self._source():
+                yield from self.capture.feed(raw)
+        except self.lib.HTTPError as exc:
+            self.capture.abandon(f"the stream failed: {exc}")
+            raise
         yield from self.capture.finish()
 
     def close(self) -> None:
@@ -150,26 +129,23 @@ class _RecordingSyncStreamMixin:
                 self.capture.finish()
         except self.lib.HTTPError as exc:
             # The caller is done with this response; a failed drain only means no recording.
-            logger.warning(
-                "not recording %s: stream failed while draining: %s", self.capture.label, exc
-            )
+            self.capture.abandon(f"the stream failed while draining: {exc}")
         finally:
             self.upstream.close()
 
 
 class _ReplaySyncStreamMixin:
-    def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
-        self.chunks = chunks
+    def __init__(self, stream: Stream, pace: float) -> None:
+        self.stream = stream
         self.pace = pace
 
     def __iter__(self) -> Iterator[bytes]:
         start = time.monotonic()
-        for chunk in self.chunks:
-            if self.pace > 0:
-                delay = chunk["at"] * self.pace - (time.monotonic() - start)
-                if delay > 0:
-                    time.sleep(delay)
-            yield chunk["data"].encode("utf-8")
+        for due, chunk in delays(self.stream, self.pace):
+            wait = due - (time.monotonic() - start)
+            if wait > 0:
+                time.sleep(wait)
+            yield chunk.data.encode("utf-8")
 
 
 class _RecordingAsyncStreamMixin:
@@ -186,9 +162,13 @@ class _RecordingAsyncStreamMixin:
         return self._iterator
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for raw in self._source():
-            for piece in self.capture.feed(raw):
-                yield piece
+        try:
+            async for raw in self._source():
+                for piece in self.capture.feed(raw):
+                    yield piece
+        except self.lib.HTTPError as exc:
+            self.capture.abandon(f"the stream failed: {exc}")
+            raise
         for piece in self.capture.finish():
             yield piece
 
@@ -199,26 +179,23 @@ class _RecordingAsyncStreamMixin:
                     self.capture.feed(raw)
                 self.capture.finish()
         except self.lib.HTTPError as exc:
-            logger.warning(
-                "not recording %s: stream failed while draining: %s", self.capture.label, exc
-            )
+            self.capture.abandon(f"the stream failed while draining: {exc}")
         finally:
             await self.upstream.aclose()
 
 
 class _ReplayAsyncStreamMixin:
-    def __init__(self, chunks: list[dict[str, Any]], pace: float) -> None:
-        self.chunks = chunks
+    def __init__(self, stream: Stream, pace: float) -> None:
+        self.stream = stream
         self.pace = pace
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         start = time.monotonic()
-        for chunk in self.chunks:
-            if self.pace > 0:
-                delay = chunk["at"] * self.pace - (time.monotonic() - start)
-                if delay > 0:
-                    await anyio.sleep(delay)
-            yield chunk["data"].encode("utf-8")
+        for due, chunk in delays(self.stream, self.pace):
+            wait = due - (time.monotonic() - start)
+            if wait > 0:
+                await anyio.sleep(wait)
+            yield chunk.data.encode("utf-8")
 
 
 def recording_stream(upstream: Any, capture: StreamCapture, *, is_async: bool) -> Any:
@@ -229,11 +206,22 @@ def recording_stream(upstream: Any, capture: StreamCapture, *, is_async: bool) -
     return bind(_RecordingSyncStreamMixin, "SyncByteStream", lib)(upstream, capture)
 
 
-def replay_stream(
-    request: Any, chunks: list[dict[str, Any]], pace: float, *, is_async: bool
+def replay_response(
+    request: Any, response: RecordedResponse, pace: float, *, is_async: bool
 ) -> Any:
-    """A byte stream of the request's library that plays stored chunks back."""
+    """A stored answer as a response of the request's library (httpx or httpx2)."""
     lib = library_of(request)
-    if is_async:
-        return bind(_ReplayAsyncStreamMixin, "AsyncByteStream", lib)(chunks, pace)
-    return bind(_ReplaySyncStreamMixin, "SyncByteStream", lib)(chunks, pace)
+    payload = response.payload
+    if isinstance(payload, Stream):
+        if is_async:
+            stream = bind(_ReplayAsyncStreamMixin, "AsyncByteStream", lib)(payload, pace)
+        else:
+            stream = bind(_ReplaySyncStreamMixin, "SyncByteStream", lib)(payload, pace)
+        return lib.Response(
+            response.status, headers=response.headers, stream=stream, request=request
+        )
+    content = response.content()
+    headers = {**response.headers, "content-length": str(len(content))}
+    return lib.Response(
+        response.status, headers=headers, stream=lib.ByteStream(content), request=request
+    )

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from harness.recording.context import AttributionMiddleware
-from harness.recording.errors import RecordingError, ReplayMissError, error_response
+from harness.recording.errors import RecordingError, ReplayMissError
 from harness.recording.modes import RecordingSettings
 from harness.stack import api_inference, api_inspect, api_prompts
 from harness.stack.errors import (
@@ -218,18 +218,10 @@ async def _translated(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(detail), status_code=status)
 
 
-async def _recording_fault(request: Request, exc: Exception) -> Response:
-    """A replay miss or a recording the stack could not read or write: the diagnostic goes
-    to the test that made the request, not only to this log."""
-    assert isinstance(exc, RecordingError)
-    logger.error("%s %s: %s", request.method, request.url.path, exc)
-    body, headers = error_response(exc)
-    return JSONResponse(body, status_code=500, headers=headers)
-
-
 def error_handlers() -> dict[type[Exception], object]:
     handlers: dict[type[Exception], object] = {kind: _translated for kind in TRANSLATED}
     handlers[RequestValidationError] = _validation_error
     handlers[HTTPException] = _http_error
-    handlers[RecordingError] = _recording_fault
+    # A RecordingError has no handler: it reaches the attribution middleware, the one place
+    # that turns a recording fault into the answer (recording/context.py).
     return handlers

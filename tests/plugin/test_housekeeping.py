@@ -45,13 +45,16 @@ def test_recording_locks_stay_bounded_however_many_recordings_are_written(tmp_pa
         """
         import sys
         from pathlib import Path
-        from harness.recording.store import RecordingStore, new_record
+        from harness.recording.records import (
+            JsonBody, RecordedRequest, RecordedResponse, Recording,
+        )
+        from harness.recording.store import RecordingStore
 
         store = RecordingStore(Path(sys.argv[1]))
         for i in range(3 * 64):
-            canonical = {"method": "GET", "path": f"/v1/{i}", "query": {}, "body": None,
-                         "test_id": "t.py::x"}
-            store.write(new_record(canonical, f"{i:064x}", {}, {"status": 200, "body": i}))
+            request = RecordedRequest("GET", f"/v1/{i}", {}, {}, None)
+            response = RecordedResponse(200, {}, JsonBody(i))
+            store.write(Recording(f"{i:064x}", "t.py::x", request, response))
         """
     )
     subprocess.run(

@@ -11,10 +11,11 @@ import pytest
 
 from harness.recording.cassettes import client_cassette
 from harness.recording.cli import verify_file
-from harness.recording.errors import ReplayMissError
+from harness.recording.errors import FieldDiff, ReplayMissError
 from harness.recording.modes import Mode, RecordingSettings
+from harness.recording.records import Stream
 from harness.recording.store import RecordingStore
-from harness.recording.usage import read_usage
+from harness.recording.usage import create_log, read_usage
 from tests.fakes.provider import FakeProvider
 
 TEST_ID = "tests/integration/prompts/test_remote.py::test_chat"
@@ -92,8 +93,8 @@ def test_cassette_files_use_the_transport_layout_format_and_pass_verify(tmp_path
         text = path.read_text()
         assert KEY not in text
         assert "authorization" not in text.lower()
-    streams = [store.load(p)["response"].get("stream") for p in paths]
-    assert sorted(s["framing"] for s in streams if s) == ["ndjson", "sse"]
+    payloads = [store.load(p).response.payload for p in paths]
+    assert sorted(s.framing for s in payloads if isinstance(s, Stream)) == ["ndjson", "sse"]
 
 
 def test_cassette_replay_miss_raises_replay_miss_error_through_the_sdk(tmp_path: Path) -> None:
@@ -108,13 +109,9 @@ def test_cassette_replay_miss_raises_replay_miss_error_through_the_sdk(tmp_path:
     ):
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "other"}])
     miss = caught.value.miss
-    assert miss["endpoint"] == "POST /v1/chat/completions"
-    assert miss["nearest"] is not None
-    assert {
-        "field": "body.messages[0].content",
-        "recorded": "hi remote",
-        "requested": "other",
-    } in miss["diff"]
+    assert miss.endpoint == "POST /v1/chat/completions"
+    assert miss.nearest is not None
+    assert FieldDiff("body.messages[0].content", "hi remote", "other") in miss.diff
 
 
 def test_cassette_record_if_missing_keeps_old_and_adds_new(tmp_path: Path) -> None:
@@ -153,7 +150,7 @@ def test_cassette_same_request_twice_replays_in_order(tmp_path: Path, stub_serve
 
 
 def test_cassette_usage_log_and_live_mode(tmp_path: Path) -> None:
-    log = tmp_path / "usage.log"
+    log = create_log(tmp_path / "usage.log")
     with FakeProvider() as fake:
         with client_cassette(settings(tmp_path, Mode.RECORD, usage_log=log), TEST_ID):
             httpx.get(f"{fake.base_url}/v1/models")

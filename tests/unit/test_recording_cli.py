@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -129,7 +130,7 @@ def test_prune_deletes_only_recordings_the_last_run_did_not_use(
 ) -> None:
     files = sorted(recordings.glob("tests/**/*.json"))
     keep = files[0].relative_to(recordings).as_posix()
-    write_last_run(recordings, [keep])
+    write_last_run(recordings, [keep], tests=[TEST_A, TEST_B], started=time.time())
     assert run(["recordings", "prune", "--dir", str(recordings), "--dry-run"]) == 0
     assert "2 unused recording(s) (dry run)" in capsys.readouterr().out
     assert sorted(recordings.glob("tests/**/*.json")) == files

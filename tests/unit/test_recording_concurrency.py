@@ -13,6 +13,7 @@ import httpx
 
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import Mode, RecordingSettings
+from harness.recording.records import JsonBody
 from harness.recording.store import RecordingStore
 from harness.recording.transport import wrap_transport
 from tests.support.recording import in_test
@@ -89,8 +90,9 @@ def test_eight_threads_and_four_processes_recording_at_once_leave_valid_files(
     for path in files:
         record = store.load(path)  # parses and has the full shape
         assert fingerprint_of_record(record) == path.stem
-        assert record["response"]["body"]["payload"] == PAYLOAD
-        writers.add(record["response"]["body"]["writer"])
+        body = record.response.payload
+        assert isinstance(body, JsonBody) and body.value["payload"] == PAYLOAD
+        writers.add(body.value["writer"])
     assert writers <= {f"thread-{i}" for i in range(8)} | {f"process-{i}" for i in range(4)}
     leftovers = [p for p in directory.rglob("*") if p.is_file() and p.suffix != ".json"]
     assert leftovers == []

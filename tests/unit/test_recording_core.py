@@ -14,6 +14,7 @@ import pytest
 from harness.recording import context
 from harness.recording.context import (
     INVOCATION_HEADER,
+    SESSION_HEADER,
     SHARED,
     TEST_ID_HEADER,
     Attribution,
@@ -32,6 +33,7 @@ from harness.recording.fingerprint import (
 )
 from harness.recording.modes import Mode, RecordingSettings, parse_mode
 from harness.recording.normalize import EventSplitter, normalize_event, normalize_json
+from harness.recording.records import Recording
 from harness.recording.redaction import Redactor, find_secret_patterns
 from harness.recording.store import RecordingStore, module_dir
 
@@ -172,7 +174,8 @@ def test_scope_sets_and_restores_the_current_test() -> None:
             assert current_attribution().test_id == "t.py::b" and inner.invocation
         assert current_attribution() == active
     assert current_attribution() == SHARED
-    assert attribution_headers("t.py::a", "inv") == {
+    assert attribution_headers("0" * 32, "t.py::a", "inv") == {
+        SESSION_HEADER: "0" * 32,
         TEST_ID_HEADER: "t.py::a",
         INVOCATION_HEADER: "inv",
     }
@@ -305,16 +308,20 @@ def _record(fp: str = "a" * 64) -> dict:
 
 def test_store_write_is_atomic_and_skips_timing_only_changes(tmp_path: Path) -> None:
     store = RecordingStore(tmp_path)
-    path, changed = store.write(_record())
+
+    def typed(record: dict) -> Recording:
+        return Recording.from_json(record, "in-memory")
+
+    path, changed = store.write(typed(_record()))
     assert changed and path == tmp_path / "tests/test_m" / f"{'a' * 64}.json"
     before = path.read_bytes()
     retimed = _record()
     retimed["response"]["stream"]["chunks"][0]["at"] = 0.9
-    assert store.write(retimed) == (path, False)
+    assert store.write(typed(retimed)) == (path, False)
     assert path.read_bytes() == before
     changed_data = _record()
     changed_data["response"]["stream"]["chunks"][0]["data"] = "data: 2\n\n"
-    assert store.write(changed_data) == (path, True)
+    assert store.write(typed(changed_data)) == (path, True)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
 
 
@@ -350,19 +357,17 @@ def test_non_json_file_is_a_recording_error(tmp_path: Path) -> None:
 def test_replay_miss_error_survives_pickling_with_its_miss() -> None:
     import pickle
 
-    from harness.recording.errors import ReplayMissError
+    from harness.recording.errors import Fault, FaultKind, Miss, ReplayMissError
 
-    miss = {
-        "fingerprint": "f" * 64,
-        "test_id": "t.py::a",
-        "endpoint": "GET /v1/models",
-        "recording_path": "t/" + "f" * 64 + ".json",
-        "nearest": None,
-        "diff": [],
-        "command": "LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing pytest t.py::a",
-    }
-    error = pickle.loads(pickle.dumps(ReplayMissError(miss)))
-    assert error.to_dict() == miss
+    miss = Miss(
+        fingerprint="f" * 64,
+        test_id="t.py::a",
+        endpoint="GET /v1/models",
+        recording_path="t/" + "f" * 64 + ".json",
+    )
+    fault = Fault(FaultKind.MISS, miss.summary(), "t.py::a", "inv", miss)
+    error = pickle.loads(pickle.dumps(ReplayMissError(fault)))
+    assert error.fault == fault and Fault.from_json(fault.to_json()) == fault
     assert "GET /v1/models" in str(error) and "t.py::a" in error.summary()
 
 

@@ -16,6 +16,7 @@ from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.transport import wrap_async_transport
 from tests.fakes.provider import FakeProvider
 
+SESSION = "5e" * 16
 TEST_ID = "tests/integration/inference/test_via_stack.py::test_stream"
 CHAT = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "through the app"}]}
 
@@ -68,7 +69,7 @@ def test_headers_file_provider_traffic_under_the_test_and_replay_through_the_app
         recorded = asyncio.run(
             call(
                 make_app(fake.base_url, RecordingSettings(Mode.RECORD, directory)),
-                attribution_headers(TEST_ID, "first-run"),
+                attribution_headers(SESSION, TEST_ID, "first-run"),
             )
         )
         provider_url = fake.base_url
@@ -80,7 +81,7 @@ def test_headers_file_provider_traffic_under_the_test_and_replay_through_the_app
     replayed = asyncio.run(
         call(
             make_app(provider_url, RecordingSettings(Mode.REPLAY, directory)),
-            attribution_headers(TEST_ID, "second-run"),
+            attribution_headers(SESSION, TEST_ID, "second-run"),
         )
     )
     assert replayed == recorded

@@ -13,9 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.recording.errors import RecordingError, ReplayMissError
+from harness.recording.diagnostics import record_command
+from harness.recording.errors import FieldDiff, RecordingError, ReplayMissError, render_miss
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import Mode, RecordingSettings
+from harness.recording.records import Recording
 from harness.recording.store import RecordingStore
 from harness.recording.transport import (
     AsyncRecordingTransport,
@@ -23,7 +25,7 @@ from harness.recording.transport import (
     wrap_async_transport,
     wrap_transport,
 )
-from harness.recording.usage import read_usage
+from harness.recording.usage import create_log, read_usage
 from tests.fakes.provider import FakeProvider
 from tests.support.recording import in_test
 
@@ -126,7 +128,7 @@ def test_recording_file_has_the_documented_shape(tmp_path: Path, fake: FakeProvi
     text = path.read_text()
     record = json.loads(text)
     assert text == json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    assert path.stem == record["fingerprint"] == fingerprint_of_record(record)
+    assert path.stem == record["fingerprint"] == fingerprint_of_record(Recording.loads(text, path))
     assert record["test_id"] == TEST_ID
     assert "occurrence" not in record
     assert record["request"]["path"] == "/v1/chat/completions"
@@ -154,21 +156,22 @@ def test_replay_miss_names_nearest_recording_and_never_calls_provider(
             "/v1/chat/completions", json=changed
         )
     assert inner.calls == 0
-    miss = caught.value.to_dict()
-    assert miss["test_id"] == TEST_ID
-    assert miss["endpoint"] == "POST /v1/chat/completions"
-    assert miss["nearest"]["path"].startswith("tests/integration/inference/test_chat/")
-    assert miss["diff"] == [
-        {"field": "body.messages[0].content", "recorded": "hello there", "requested": "hello again"}
-    ]
-    assert miss["command"] == (
+    miss = caught.value.miss
+    assert miss.test_id == TEST_ID
+    assert miss.endpoint == "POST /v1/chat/completions"
+    assert miss.nearest is not None
+    assert miss.nearest.path.startswith("tests/integration/inference/test_chat/")
+    assert miss.diff == (FieldDiff("body.messages[0].content", "hello there", "hello again"),)
+    # The miss carries data only; the command that records it is rendered from its test id.
+    command = record_command(miss.test_id)
+    assert command == (
         "LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing pytest "
         "'tests/integration/inference/test_chat.py::test_hello[llama]'"
     )
-    text = str(caught.value)
-    assert miss["fingerprint"] in text
+    text = render_miss(miss, command)
+    assert miss.fingerprint in text and miss.fingerprint in str(caught.value)
     assert "body.messages[0].content" in text
-    assert miss["command"] in text
+    assert command in text
 
 
 def test_replay_miss_without_any_recording_says_so(tmp_path: Path) -> None:
@@ -177,7 +180,7 @@ def test_replay_miss_without_any_recording_says_so(tmp_path: Path) -> None:
             "http://127.0.0.1:9",
             wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY)),
         ).get("/v1/models")
-    assert caught.value.miss["nearest"] is None
+    assert caught.value.miss.nearest is None
     assert "none for this endpoint" in str(caught.value)
 
 
@@ -254,9 +257,7 @@ def test_a_third_identical_request_is_a_miss_pointing_at_the_occurrence(tmp_path
         )
         http.get("/v1/thing")
         http.get("/v1/thing")
-    assert caught.value.miss["diff"] == [
-        {"field": "occurrence", "recorded": "<absent>", "requested": 1}
-    ]
+    assert caught.value.miss.diff == (FieldDiff("occurrence", "<absent>", 1),)
 
 
 def test_shared_scope_goes_to_shared_directory_and_repeats_freely(
@@ -403,7 +404,7 @@ def test_replay_at_recorded_pace_keeps_chunk_order_and_spacing(tmp_path: Path) -
         )
         http.post("/v1/x", json={}).read()
     (path,) = store.directory.rglob("*.json")
-    record = store.load(path)
+    record = json.loads(path.read_text())
     record["response"]["stream"]["chunks"][1]["at"] = 0.2
     path.write_text(json.dumps(record))
     paced = settings(tmp_path, Mode.REPLAY, pace=1.0)
@@ -420,7 +421,7 @@ def test_replay_at_recorded_pace_keeps_chunk_order_and_spacing(tmp_path: Path) -
 
 
 def test_usage_log_lists_used_recorded_and_missed(tmp_path: Path, fake: FakeProvider) -> None:
-    log = tmp_path / "usage.log"
+    log = create_log(tmp_path / "usage.log")
     with in_test(TEST_ID):
         client(
             fake.base_url,
@@ -437,9 +438,9 @@ def test_usage_log_lists_used_recorded_and_missed(tmp_path: Path, fake: FakeProv
     summary = read_usage(log)
     (path,) = (tmp_path / "recordings").rglob("*.json")
     relative = path.relative_to(tmp_path / "recordings").as_posix()
-    assert summary.counts == {"used": 1, "recorded": 1, "missed": 1}
+    assert (summary.counts["used"], summary.counts["recorded"], len(summary.misses)) == (1, 1, 1)
     assert summary.used == summary.recorded == {relative}
-    assert summary.missed[0][1] == TEST_ID
+    assert summary.misses[0].test_id == TEST_ID
 
 
 def test_malformed_recording_is_an_error_naming_the_file(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from harness.recording.errors import RECORDING_MISS_HEADER
+from harness.recording.errors import FAULT_HEADER
 from harness.recording.modes import DIR_ENV, MODE_ENV, Mode, RecordingSettings
 from harness.stack.app import create_app
 from harness.stack.run_config import StackConfigError, load_run_config
@@ -93,8 +93,9 @@ def test_replay_miss_is_a_500_carrying_the_diagnostic(tmp_path):
     for response in (plain, streamed):
         assert response.status_code == 500
         body = response.json()
-        assert body["recording_miss"]["endpoint"] == "POST /v1/chat/completions"
-        assert response.headers[RECORDING_MISS_HEADER] == body["recording_miss"]["fingerprint"]
+        fault = body["recording_fault"]
+        assert fault["miss"]["endpoint"] == "POST /v1/chat/completions"
+        assert response.headers[FAULT_HEADER] == fault["kind"] == "miss"
         assert "no recording" in body["detail"]
         assert body["error"]["message"] == body["detail"]
 
