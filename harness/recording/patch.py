@@ -287,8 +287,8 @@ class Installation:
 
 
 def _calling_module() -> str:
-    """The module that opened the connection, past the socket and HTTP plumbing."""
-    plumbing = ("socket", "ssl", "asyncio", "selectors", "harness", "http.client", "anyio")
+    """The innermost module that opened the connection, past the socket plumbing."""
+    plumbing = ("socket", "ssl", "selectors", "asyncio", "anyio", "harness")
     for frame in reversed(traceback.extract_stack()[:-3]):
         module = _module_of(frame.filename)
         if module and not module.startswith(plumbing):
