@@ -77,7 +77,7 @@ BUILTIN_NORMALIZERS: tuple[Normalizer, ...] = (
         rf"(?<![0-9A-Za-z_-])(?P<keep>[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*[-_])"
         rf"(?:{_UUID}|[0-9a-f]{{16,}})(?![0-9A-Za-z])",
     ),
-    Normalizer.compile("id", rf"(?<![0-9A-Za-z])(?:{_UUID})(?![0-9A-Za-z])"),
+    Normalizer.compile("id", rf"(?<![0-9A-Za-z_-])(?:{_UUID})(?![0-9A-Za-z])"),
 )
 
 

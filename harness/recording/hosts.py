@@ -10,9 +10,9 @@ is the test's business anyway). The rule, in this order:
 3. a provider the run config or the setup names (``OLLAMA_URL``, a provider's ``base_url``)
    is recorded, wherever it runs, loopback included;
 4. any host that is not loopback is recorded;
-5. a loopback port on which the test process itself (a pytest session holding the stack, or
-   one of its xdist workers; in library mode, the pytest process) listens passes through, in
-   every mode;
+5. a loopback port on which the test process itself listens (a pytest session holding the
+   stack, or one of its xdist workers; in library mode, the pytest process) passes through, in
+   every mode — a server the test starts as a process of its own is a provider, not this;
 6. anything else on loopback is recorded (a provider running as its own process), so replay
    stays sealed.
 
@@ -178,7 +178,7 @@ def served_by_tests(port: int, test_processes: str) -> bool:
             return hit[1]
     inodes = _listening_inodes(port)
     result = bool(inodes) and any(
-        _holds_socket(pid, inodes) for pid in _with_descendants(_session_pids(test_processes))
+        _holds_socket(pid, inodes) for pid in _session_pids(test_processes)
     )
     with _cache_lock:
         _cache[key] = (now, result)
@@ -194,31 +194,14 @@ def _session_pids(test_processes: str) -> set[int]:
     except (OSError, ValueError):
         return set()
     pids = set()
-    for holder in state.get("holders", []) if isinstance(state, dict) else []:
+    holders = (
+        [*state.get("holders", []), *state.get("workers", [])] if isinstance(state, dict) else []
+    )
+    for holder in holders:
         pid = holder[0] if isinstance(holder, list) and holder else holder
         if isinstance(pid, int):
             pids.add(pid)
     return pids
-
-
-def _with_descendants(pids: set[int]) -> set[int]:
-    seen: set[int] = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-            except (OSError, ValueError):
-                continue
-    return seen
 
 
 def _listening_inodes(port: int) -> set[str]:
