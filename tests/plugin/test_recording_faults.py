@@ -66,3 +66,23 @@ def test_a_full_disk_names_the_file_in_the_failing_test(project, tmp_path):
             "*recordings/test_chat/*.json: cannot write the recording: No space left on device*",
         ]
     )
+
+
+def test_a_hand_edited_recording_names_the_file_and_the_field_in_the_failing_test(project):
+    config = f"--stack-config=server:run.yaml:{free_port()}"
+    project.runpytest_subprocess(
+        config, "--inference-mode=record", "test_chat.py::test_chat"
+    ).assert_outcomes(passed=1)
+    (path,) = [p for p in recordings(project.path / "recordings") if p.parent.name == "test_chat"]
+    path.write_text(path.read_text().replace('"status": 200', '"status": 99999'))
+
+    result = project.runpytest_subprocess(config, "test_chat.py::test_chat")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stack-harness: recording fault*",
+            f'*test_chat/{path.name}: malformed recording: expected "response.status" to be an '
+            "HTTP status (100-599), not 99999*",
+        ]
+    )

@@ -110,3 +110,28 @@ def test_the_printed_command_repeats_every_option_that_shapes_the_request(projec
 
     replayed = project.runpytest_subprocess(*args, "test_chat.py::test_chat")
     replayed.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("form", ["server", "library"])
+def test_a_miss_inside_a_streamed_response_reaches_the_test_and_the_misses_file(project, form):
+    project.runpytest_subprocess(
+        "--stack-config=run.yaml", "--inference-mode=record", "test_chat.py::test_stream"
+    ).assert_outcomes(passed=1)
+    project.makepyfile(test_chat=CHAT_TESTS.replace("Name one primary", "Name one secondary"))
+    config = f"server:run.yaml:{free_port()}" if form == "server" else "run.yaml"
+
+    result = project.runpytest_subprocess(
+        f"--stack-config={config}", "--misses-file=misses.txt", "test_chat.py::test_stream"
+    )
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stack-harness: replay miss (1)*",
+            "  test id:     test_chat.py::test_stream[[]txt=ollama/llama3.2:3b[]]",
+            "    body.messages[[]0[]].content: *",
+        ]
+    )
+    assert (project.path / "misses.txt").read_text() == (
+        "test_chat.py::test_stream[txt=ollama/llama3.2:3b]\n"
+    )
