@@ -245,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reset()
         if model == STALL_MODEL:
             time.sleep(self.provider.stall_seconds)
-            model = body["model"] = self.provider.models[0]
+            model = self.provider.models[0]  # then answer as the first chat model
         if not self._known(model, self.provider.models):
             return
         messages = body.get("messages") or []
