@@ -106,10 +106,10 @@ def test_the_other_clients_stack_calls_with_requests_urllib_and_aiohttp(
 
     run_live(project, "stack_other_clients.py", "test_other_clients").assert_outcomes(passed=4)
 
-    agents = {r["path"]: r["headers"].get("User-Agent", "") for r in fake_provider.requests}
-    assert agents["/v1/chat/completions"].startswith("python-requests/")
-    assert agents["/v1/completions"].startswith("Python-urllib/")
-    assert agents["/v1/embeddings"].startswith("Python/") and "aiohttp" in agents["/v1/embeddings"]
+    client = {r["path"]: r["headers"].get("User-Agent", "") for r in fake_provider.requests}
+    assert client["/v1/chat/completions"].startswith("python-requests/")
+    assert client["/v1/completions"].startswith("Python-urllib/")
+    assert client["/v1/embeddings"].startswith("Python/") and "aiohttp" in client["/v1/embeddings"]
 
 
 def test_the_test_server_stack_calls_the_tests_own_server_and_the_provider(
