@@ -4,6 +4,10 @@ Answers are deterministic functions of the request (the reply echoes the last us
 embeddings come from a hash of the input), while `id` and `created` vary like a real
 provider's, so tests can tell a replayed answer from a fresh one.
 
+Two chat model names fail at the transport instead, for stacks' fault handling: `fault:reset`
+resets the connection before any byte of a response, `fault:stall` answers only after
+`stall_seconds` (longer than a client's read timeout).
+
     with FakeProvider() as fake:
         fake.base_url            # Ollama-style root; the OpenAI API is under /v1
         fake.requests            # what it received, in order
@@ -17,6 +21,8 @@ import argparse
 import hashlib
 import json
 import math
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -25,6 +31,8 @@ from typing import Any
 
 DEFAULT_MODELS = ["llama3.2:3b"]
 DEFAULT_EMBEDDING_MODELS = {"all-minilm:l6-v2": 384}
+RESET_MODEL = "fault:reset"
+STALL_MODEL = "fault:stall"
 
 
 class FakeProvider:
@@ -37,8 +45,10 @@ class FakeProvider:
         chunk_delay: float = 0.0,
         api_key: str | None = None,
         fail_stream_after: int | None = None,
+        stall_seconds: float = 5.0,
     ) -> None:
-        """`fail_stream_after=N` sends an SSE error event after N chunks of every stream."""
+        """`fail_stream_after=N` sends an SSE error event after N chunks of every stream;
+        `stall_seconds` is how long a `fault:stall` chat request waits for its answer."""
         self.port = port
         self.models = list(DEFAULT_MODELS if models is None else models)
         self.embedding_models = dict(
@@ -47,6 +57,7 @@ class FakeProvider:
         self.chunk_delay = chunk_delay
         self.api_key = api_key
         self.fail_stream_after = fail_stream_after
+        self.stall_seconds = stall_seconds
         self.requests: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -176,7 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
             return route()
         if not isinstance(body, dict):
             return self._error(400, "body must be a JSON object", "invalid_request_error")
-        return route(body)
+        try:
+            return route(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (its read timeout): nothing to say
 
     # --- responses -------------------------------------------------------------------------
     def _json(self, status: int, payload: Any) -> None:
@@ -219,8 +233,19 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         self._json(200, {"object": "list", "data": data})
 
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset (linger 0), before any response byte."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
     def _chat(self, body: dict[str, Any]) -> None:
         model = str(body.get("model"))
+        if model == RESET_MODEL:
+            return self._reset()
+        if model == STALL_MODEL:
+            time.sleep(self.provider.stall_seconds)
+            model = self.provider.models[0]  # then answer as the first chat model
         if not self._known(model, self.provider.models):
             return
         messages = body.get("messages") or []

@@ -36,18 +36,6 @@ ISOLATED = (
 )
 
 
-@pytest.fixture(scope="module")
-def llama() -> str:
-    binary = os.environ.get("HARNESS_LLAMA_STACK_BIN", "").strip()
-    if not binary:
-        pytest.skip(
-            "no real Llama Stack: set HARNESS_LLAMA_STACK_BIN to its `llama` executable "
-            "(.ci/run installs llama-stack 0.7.3 and sets it)"
-        )
-    assert Path(binary).is_file(), f"HARNESS_LLAMA_STACK_BIN={binary} does not exist"
-    return binary
-
-
 def run_suite(
     llama: str, tmp: Path, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess:

@@ -130,3 +130,22 @@ def test_custom_models_and_fail_stream_after():
 
     assert ids == ["m1"]
     assert json.loads(lines[1][6:])["error"]["message"] == "the fake provider failed mid-stream"
+
+
+def test_the_reset_model_resets_the_connection_before_any_response(fake):
+    with pytest.raises(httpx.ReadError):
+        httpx.post(
+            f"{fake.base_url}/v1/chat/completions", json={"model": "fault:reset", "messages": USER}
+        )
+    assert fake.requests[-1]["body"]["model"] == "fault:reset"
+
+
+def test_the_stall_model_answers_only_after_stall_seconds():
+    body = {"model": "fault:stall", "messages": USER}
+    with FakeProvider(stall_seconds=1.0) as fake:
+        url = f"{fake.base_url}/v1/chat/completions"
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url, json=body, timeout=0.2)
+        answer = httpx.post(url, json=body, timeout=5).json()
+
+    assert answer["choices"][0]["message"]["content"] == "You said: hello fake"

@@ -1,0 +1,109 @@
+"""A stack that calls its provider from asyncio tasks that do not run in the request's context.
+
+Stacks hand provider work to tasks that outlive or ignore the request that asked for it: Llama
+Stack 0.7.3 starts its background-response workers with a cleared context on the first such
+request, and feeds them from a queue. Both shapes are here (the stack never imports the
+harness), with one `httpx.AsyncClient` made at start-up:
+
+- `POST /v1/chat/completions`: the call runs in `asyncio.create_task(...,
+  context=contextvars.Context())`, a task with a fresh, empty context; the handler awaits it;
+- `POST /v1/embeddings`: the handler puts the body on a queue and awaits the answer; a worker
+  task started at start-up (so in no request's context at all) makes the call.
+
+Each forwards its JSON body to the same path at the provider and answers with the provider's
+status and JSON; a provider that cannot be reached is a bare HTTP 500. `GET /v1/health` is OK.
+
+    DETACHED_PROVIDER_URL=http://127.0.0.1:PORT python tests/fakes/stack_detached_tasks.py \
+        <config> --port N
+
+`DETACHED_PROVIDER_URL` is the provider's root (an OpenAI-wire server such as the fake
+provider); `<config>` is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import contextvars
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Job = tuple[str, Any, "asyncio.Future[Response]"]
+
+
+async def forward(client: httpx.AsyncClient, path: str, body: Any) -> Response:
+    try:
+        answer = await client.post(path, json=body)
+    except httpx.HTTPError:
+        return JSONResponse({"detail": "Internal server error: An unexpected error occurred."}, 500)
+    return JSONResponse(answer.json(), status_code=answer.status_code)
+
+
+async def worker(client: httpx.AsyncClient, jobs: asyncio.Queue[Job]) -> None:
+    """Serves the queue for the life of the server; started once, at start-up."""
+    while True:
+        path, body, done = await jobs.get()
+        try:
+            done.set_result(await forward(client, path, body))
+        except Exception as exc:  # keep serving the queue whatever one job does
+            done.set_exception(exc)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    root = os.environ["DETACHED_PROVIDER_URL"].rstrip("/")
+    app.state.client = httpx.AsyncClient(base_url=root, timeout=30)
+    app.state.jobs = asyncio.Queue()
+    app.state.worker = asyncio.create_task(worker(app.state.client, app.state.jobs))
+    yield
+    app.state.worker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await app.state.worker
+    await app.state.client.aclose()
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "OK"})
+
+
+async def chat_in_a_fresh_context(request: Request) -> Response:
+    body = await request.json()
+    call = forward(request.app.state.client, "/v1/chat/completions", body)
+    return await asyncio.create_task(call, context=contextvars.Context())
+
+
+async def embeddings_through_a_queue(request: Request) -> Response:
+    done: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+    await request.app.state.jobs.put(("/v1/embeddings", await request.json(), done))
+    return await done
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/health", health),
+        Route("/v1/chat/completions", chat_in_a_fresh_context, methods=["POST"]),
+        Route("/v1/embeddings", embeddings_through_a_queue, methods=["POST"]),
+    ],
+    lifespan=lifespan,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="accepted and ignored")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
