@@ -82,6 +82,9 @@ class Attribution:
         default_factory=OccurrenceCounter, compare=False, repr=False
     )
     ids: IdNumbers = field(default_factory=IdNumbers, compare=False, repr=False)
+    made: OccurrenceCounter = field(  # ids the stack made for this run, per kind (patch.py)
+        default_factory=OccurrenceCounter, compare=False, repr=False
+    )
 
     @property
     def is_shared(self) -> bool:

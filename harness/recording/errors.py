@@ -205,9 +205,23 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _short(value: Any, limit: int = 200) -> str:
+def _short(value: Any, limit: int = 200, start: int = 0) -> str:
     text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    start = max(0, min(start, len(text) - limit + 3))
+    head = "..." if start else ""
+    return head + text[start : start + limit - 3 - len(head)] + "..."
+
+
+def _window(recorded: Any, requested: Any) -> int:
+    """Where two long values first differ (in their JSON text), less some context."""
+    left = json.dumps(recorded, ensure_ascii=False, sort_keys=True)
+    right = json.dumps(requested, ensure_ascii=False, sort_keys=True)
+    for index, (a, b) in enumerate(zip(left, right, strict=False)):
+        if a != b:
+            return max(0, index - 60)
+    return max(0, min(len(left), len(right)) - 60)
 
 
 def render_miss(miss: Miss, command: str | None = None) -> str:
@@ -223,8 +237,10 @@ def render_miss(miss: Miss, command: str | None = None) -> str:
         if miss.diff:
             lines.append("  differences (recorded -> requested):")
             for item in miss.diff:
+                start = _window(item.recorded, item.requested)
                 lines.append(
-                    f"    {item.field}: {_short(item.recorded)} -> {_short(item.requested)}"
+                    f"    {item.field}: {_short(item.recorded, start=start)} -> "
+                    f"{_short(item.requested, start=start)}"
                 )
         else:
             lines.append("  the nearest recording's request is identical (different file name)")

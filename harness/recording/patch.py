@@ -13,6 +13,12 @@ clients itself, so the harness cannot hand them a recording transport. The boots
   routed through the same pipeline (``adapters.py``);
 - ``uvicorn.Config.load``: the served ASGI app is wrapped in :class:`AttributionMiddleware`,
   so each provider request is filed under the test whose request caused it;
+- the stack's own id hook, where it has one (Llama Stack's and OGX's
+  ``core.id_generation.set_id_override``, which their own recorder uses): the ids a test makes
+  (an uploaded file's ``file-…``, a vector store's ``vs_…``) are derived from the test and how
+  many it made before, so they are the same in record and replay, and so is everything the
+  stack derives from them (a token count of a search result that names the file); a test run
+  twice on one server gets new ones;
 - ``threading.Thread.start`` and ``ThreadPoolExecutor.submit`` (so ``run_in_executor`` too):
   the thread, or the submitted call, runs attributed to the test of the code that started it
   (only the harness's attribution travels; the rest of the thread's context is untouched);
@@ -32,8 +38,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import errno
+import hashlib
 import importlib.abc
 import os
+import re
 import socket
 import sys
 import threading
@@ -46,6 +54,7 @@ from harness.recording.context import (
     AttributionMiddleware,
     attributed,
     attribution_context_value,
+    current_attribution,
 )
 from harness.recording.errors import FaultKind
 from harness.recording.hosts import Route, host_key, is_loopback
@@ -96,6 +105,8 @@ class Installation:
         self._undo: list[tuple[object, str, Any]] = []
         self._finder: _PostImportFinder | None = None
         self._resolved: dict[str, str] = {}  # address -> host name it was looked up by
+        self._lock = threading.Lock()
+        self._test_runs: dict[str, list[str]] = {}  # test id -> its invocations, in order
 
     def _replace(self, owner: object, name: str, value: Any) -> None:
         self._undo.append((owner, name, getattr(owner, name)))
@@ -109,6 +120,8 @@ class Installation:
             "aiohttp.client": self._patch_aiohttp,
             "urllib.request": self._patch_urllib,
             "uvicorn.config": self._patch_uvicorn,
+            "llama_stack.core.id_generation": self._patch_ids,
+            "ogx.core.id_generation": self._patch_ids,
         }
         for name in list(patches):
             module = sys.modules.get(name)
@@ -191,6 +204,25 @@ class Installation:
             _report("app")
 
         self._replace(config_module.Config, "load", load)
+
+    def _patch_ids(self, module: ModuleType) -> None:
+        previous = module.set_id_override(self._stable_id)
+        self._undo.append((module, "_id_override", previous))
+
+    def _stable_id(self, kind: str, factory: Callable[[], str]) -> str:
+        """An id of the factory's shape, derived from the test that makes it."""
+        attribution = current_attribution()
+        raw = factory()
+        if attribution.is_shared:
+            return raw
+        with self._lock:
+            runs = self._test_runs.setdefault(attribution.test_id, [])
+            if attribution.invocation not in runs:
+                runs.append(attribution.invocation)
+            run = runs.index(attribution.invocation)
+        made = attribution.made.next(kind)
+        seed = f"{attribution.test_id}\0{kind}\0{made}\0{run}".encode()
+        return derived_id(raw, hashlib.sha256(seed).hexdigest())
 
     # -- attribution across threads ---------------------------------------------------------
     def _patch_threads(self) -> None:
@@ -284,6 +316,19 @@ class Installation:
         if host_key(host, port) in hosts.providers:
             return True
         return not is_loopback(host) and port in SEALED_PORTS
+
+
+_HEX_RUN = re.compile(r"[0-9a-f]{8,}(?:-[0-9a-f]{4,}){0,4}")
+
+
+def derived_id(raw: str, digest: str) -> str:
+    """`raw` with each random hex run (a uuid, with its dashes) replaced from `digest`."""
+    source = iter(digest * 4)
+
+    def fill(match: re.Match[str]) -> str:
+        return "".join(c if c == "-" else next(source) for c in match.group(0))
+
+    return _HEX_RUN.sub(fill, raw)
 
 
 def _calling_module() -> str:

@@ -244,11 +244,6 @@ def test_the_recordings_verify_and_hold_no_key(runs: ScenarioRuns) -> None:
     assert [f for f in files if KEY in f.read_text()] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the harness fingerprints the random file-<32 hex> id the file_search result carries "
-    "into POST /v1/chat/completions (messages[2].content[1].text), so replay misses",
-)
 def test_file_search_over_an_uploaded_file_replays_with_the_provider_stopped(
     runs: ScenarioRuns,
 ) -> None:
@@ -257,11 +252,6 @@ def test_file_search_over_an_uploaded_file_replays_with_the_provider_stopped(
     assert not any(t.startswith("check_file_search.py") for t in runs.replay.missed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the harness records the stack's traffic to the test's own MCP server: GET /sse never "
-    "ends while recording, so it is never written, and replay misses it",
-)
 def test_an_mcp_tool_the_test_serves_replays_and_its_traffic_is_never_recorded(
     runs: ScenarioRuns,
 ) -> None:
