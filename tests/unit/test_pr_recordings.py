@@ -278,9 +278,9 @@ class Clone:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
 
-    def collect(self, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    def collect(self, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(COLLECT), str(out)],
+            [str(COLLECT), *map(str, args)],
             cwd=self.work / "recordings",  # any folder of the checkout will do
             env={
                 **os.environ,
@@ -337,10 +337,50 @@ def test_collect_with_nothing_new_writes_the_manifest_alone(tmp_path: Path) -> N
     assert json.loads((out / "manifest.json").read_text())["files"] == []
 
 
+def test_collect_carries_the_misses_list_beside_the_recordings(tmp_path: Path) -> None:
+    clone = Clone(tmp_path)
+    clone.write("recordings/tests/m/new.json", '{"new": true}\n')
+    misses = tmp_path / "misses.txt"
+    misses.write_text("\n".join(MISSED) + "\n")
+    out = tmp_path / "artifact"
+
+    done = clone.collect("--misses", misses, out)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert files_under(out) == ["manifest.json", "misses.txt", "recordings/tests/m/new.json"]
+    assert (out / "misses.txt").read_text() == misses.read_text()
+
+
+def test_collect_for_a_dispatched_re_record_names_no_pull_request(tmp_path: Path) -> None:
+    clone = Clone(tmp_path)
+    clone.write("recordings/tests/m/old.json", '{"old": false}\n')
+    out = tmp_path / "artifact"
+
+    done = clone.collect(out, PR_NUMBER="")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((out / "manifest.json").read_text()) == {
+        "head_repo": "alice/stack-harness",
+        "head_branch": "feature",
+        "head_sha": clone.sha,
+        "files": ["recordings/tests/m/old.json"],
+    }
+
+
+def test_collect_takes_the_output_folder_relative_to_where_it_runs(tmp_path: Path) -> None:
+    clone = Clone(tmp_path)
+    clone.write("recordings/tests/m/new.json", "{}\n")
+
+    done = clone.collect("../../artifact")  # from head/recordings: tmp_path/artifact
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert files_under(tmp_path / "artifact") == ["manifest.json", "recordings/tests/m/new.json"]
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"PR_HEAD_SHA": "0" * 40}, "not at the pull request's head"),
+        ({"PR_HEAD_SHA": "0" * 40}, "not at the recorded branch's head"),
         ({"PR_NUMBER": "42; rm"}, "not a pull request number"),
         ({"PR_HEAD_BRANCH": ""}, "PR_HEAD_BRANCH is not set"),
     ],

@@ -632,9 +632,13 @@ def test_pr_recording_replays_then_records_the_misses_then_uploads(record_pr_job
         "\\",
         '"$RUNNER_TEMP/misses.txt"',
     ]
-    assert collect["run"] == (
-        'scripts/github/collect-recordings-artifact.sh "$RUNNER_TEMP/pr-recordings"'
-    )
+    assert collect["run"].split() == [
+        "scripts/github/collect-recordings-artifact.sh",
+        "--misses",
+        '"$RUNNER_TEMP/misses.txt"',
+        "\\",
+        '"$RUNNER_TEMP/pr-recordings"',
+    ]
     assert collect["env"] == {
         "PR_NUMBER": "${{ github.event.pull_request.number }}",
         "PR_HEAD_REPO": "${{ github.event.pull_request.head.repo.full_name }}",
