@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.git import git
+from tests.support.github import FAKE_GH, HARNESS, git_config, install, repo_state, write_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "github" / "commit-recordings-artifact.py"
@@ -50,44 +51,6 @@ def real(name: str) -> bytes:
 
 def node_id_of(name: str) -> str:
     return json.loads(real(name))["test_id"]
-
-
-FAKE_GH = """\
-import json, os, subprocess, sys, urllib.parse
-
-args = sys.argv[1:]
-with open(os.environ["FAKE_GH_LOG"], "a") as log:
-    log.write(json.dumps({"args": args, "token": os.environ.get("GH_TOKEN")}) + "\\n")
-state = json.load(open(os.environ["FAKE_GH_STATE"]))
-path = args[1] if args[0] == "api" and len(args) == 2 else ""
-parts = path.split("/")
-repos = {name.lower(): (name, repo) for name, repo in state["repos"].items()}
-if path in state["pulls"]:
-    print(json.dumps(state["pulls"][path]))
-    sys.exit(0)
-if parts[0] == "repos" and "/".join(parts[1:3]).lower() in repos:
-    name, repo = repos["/".join(parts[1:3]).lower()]
-    if len(parts) == 3:
-        print(json.dumps({"full_name": name, "default_branch": repo["default_branch"]}))
-        sys.exit(0)
-    branch = urllib.parse.unquote("/".join(parts[4:]))
-    tip = subprocess.run(
-        ["git", "--git-dir", repo["path"], "rev-parse", "--verify", "-q", "refs/heads/" + branch],
-        capture_output=True, text=True,
-    ).stdout.strip()
-    if parts[3] == "branches" and tip:
-        protected = branch in repo["protected"]
-        print(json.dumps({"name": branch, "commit": {"sha": tip}, "protected": protected}))
-        sys.exit(0)
-print("gh: Not Found (HTTP 404)", file=sys.stderr)
-sys.exit(1)
-"""
-
-HARNESS = """\
-import sys
-from harness.cli import main
-sys.exit(main())
-"""
 
 
 @dataclass
@@ -118,19 +81,14 @@ class World:
             "GIT_COMMITTER_NAME": "Alice",
             "GIT_COMMITTER_EMAIL": "alice@example.com",
         }
-        (root / "home").mkdir()
-        rewrites = {"https://": str(root / "nowhere") + "/"}
-        for repo, bare in ((UPSTREAM, self.upstream), (FORK, self.fork)):
-            for token in (GH_TOKEN, PUSH_TOKEN):
-                rewrites[f"https://x-access-token:{token}@github.com/{repo}.git"] = str(bare)
-        config = self.root / "home" / ".gitconfig"
-        config.write_text(
-            "".join(f'[url "{to}"]\n\tinsteadOf = {url}\n' for url, to in rewrites.items())
+        git_config(
+            root / "home",
+            {UPSTREAM: self.upstream, FORK: self.fork},
+            (GH_TOKEN, PUSH_TOKEN),
+            root / "nowhere",
         )
-        for name, source in (("gh", FAKE_GH), ("harness", HARNESS)):
-            path = self.bin / name
-            path.write_text(f"#!{sys.executable}\n{source}")
-            path.chmod(0o755)
+        install(self.bin / "gh", FAKE_GH)
+        install(self.bin / "harness", HARNESS)
 
         # The base repository's default branch, and the pull request's branch on top of it.
         self.git("init", "-q", "--bare", "-b", "main", str(self.upstream), cwd=root)
@@ -160,10 +118,7 @@ class World:
             "base": {"ref": "main", "repo": {"full_name": UPSTREAM}},
         }
         self.pulls = {f"repos/{UPSTREAM}/pulls/42": self.pull}
-        self.repos = {
-            UPSTREAM: {"path": str(self.upstream), "default_branch": "main", "protected": []},
-            FORK: {"path": str(self.fork), "default_branch": "main", "protected": []},
-        }
+        self.repos = {UPSTREAM: repo_state(self.upstream), FORK: repo_state(self.fork)}
         self.manifest: dict = {}
         self.make_artifact({name: (REPO_ROOT / name).read_bytes() for name in REAL})
 
@@ -237,7 +192,7 @@ class World:
 
     def run(self, *args: str, **env: str) -> Result:
         state = self.root / "gh-state.json"
-        state.write_text(json.dumps({"pulls": self.pulls, "repos": self.repos}))
+        write_state(state, self.repos, self.pulls)
         full_env = {
             **os.environ,
             **self.env,
