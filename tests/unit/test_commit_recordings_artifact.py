@@ -952,6 +952,16 @@ def test_dispatch_refuses_recordings_of_tests_it_was_not_dispatched_for(world: W
     assert world.tip() == before
 
 
+def test_dispatch_commits_the_stacks_own_recordings_whatever_the_subdirs(world: World) -> None:
+    """The stack's start-up requests belong to no test, and every record run makes them."""
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0]), SHARED: real(SHARED)})
+
+    result = dispatch(world, TEST_SUBDIRS="inference")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {REAL[0], SHARED} <= set(files_on(world, "feature"))
+
+
 def test_dispatch_refuses_an_artifact_naming_another_commit(world: World) -> None:
     make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
     before = world.tip()
