@@ -630,7 +630,7 @@ def push(git: Git, manifest: Manifest, message: str) -> str:
     except Refused as exc:
         raise Refused(
             f"pushing to {manifest.head_repo}@{manifest.head_branch} was refused (if the branch "
-            f"moved on, the run for its new head records what it misses). {exc}"
+            f"moved on meanwhile, its new head has to be recorded again). {exc}"
         ) from None
     return commit
 
