@@ -43,12 +43,23 @@ SENSITIVE_HEADERS = frozenset(
 REQUEST_HEADERS_KEPT = ("content-type", "accept")
 RESPONSE_HEADERS_KEPT = ("content-type", "retry-after", "www-authenticate", "location")
 
-# Patterns `harness recordings verify` treats as a leaked credential.
+# Patterns `harness recordings verify` treats as a leaked credential. The harness's own stand-ins
+# are no credential: REDACTED, and the key replay gives a provider client (`replay-needs-no-key`,
+# harness/setups.py).
 SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("bearer token", re.compile(r"Bearer\s+(?!<redacted>)[A-Za-z0-9._~+/=-]{8,}")),
+    (
+        "bearer token",
+        re.compile(r"Bearer\s+(?!<redacted>|replay-needs-no-key\b)[A-Za-z0-9._~+/=-]{8,}"),
+    ),
     ("sk- API key", re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")),
+    # Exactly 39 characters: a longer run is base64 (an image) that happens to hold "AIza".
+    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
     ("AWS access key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
     ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
+    ("GitHub fine-grained token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}")),
+    ("Slack token", re.compile(r"\bxox[a-z]-[A-Za-z0-9-]{10,}")),
+    # A header and a claims object, both JSON objects, so both start with base64url '{"'.
+    ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")),
 )
 
 
@@ -158,5 +169,22 @@ def secret_values(env: Mapping[str, str], handed: Iterable[str] = ()) -> list[st
 
 
 def find_secret_patterns(text: str) -> list[str]:
-    """Names of the secret-looking patterns found in ``text`` (empty when clean)."""
-    return [name for name, pattern in SECRET_PATTERNS if pattern.search(text)]
+    """Names of the secret-looking patterns found in ``text`` (empty when clean).
+
+    ``text`` is searched as it is and with its JSON character escapes decoded, so a credential
+    written with escapes (``sk\\u002d...`` for ``sk-...``) is found too. An escape after any
+    number of backslashes counts, and decoding repeats a few times, so a string escaped twice (a
+    stream chunk's JSON inside the recording's JSON) is decoded as well.
+    """
+    escape = re.compile(r"\\+(?:u([0-9a-fA-F]{4})|/)")
+    candidates = [text]
+    for _ in range(4):
+        decoded = escape.sub(lambda m: chr(int(m[1], 16)) if m[1] else "/", candidates[-1])
+        if decoded == candidates[-1]:
+            break
+        candidates.append(decoded)
+    return [
+        name
+        for name, pattern in SECRET_PATTERNS
+        if any(pattern.search(candidate) for candidate in candidates)
+    ]

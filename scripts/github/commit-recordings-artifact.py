@@ -1,41 +1,67 @@
 #!/usr/bin/env python3
-"""Validate a pull request's recordings artifact and commit it to the pull request's branch.
+"""Validate a recordings artifact and commit it to the branch it was recorded on.
 
-Usage: commit-recordings-artifact.py ARTIFACT_DIR
+Usage:
+  commit-recordings-artifact.py ARTIFACT_DIR              a pull request's recordings
+  commit-recordings-artifact.py --dispatch ARTIFACT_DIR   a dispatched re-record's recordings
+  commit-recordings-artifact.py --check-target            before a dispatched re-record records
 
-Runs in the trusted workflow (.github/workflows/commit-pr-recordings.yml, on workflow_run, with
-contents: write) from the base repository's default branch. The artifact was made by a
-pull_request workflow that ran the pull request's code, which may have changed that workflow
-too, so every byte of the artifact is untrusted. Before anything is pushed:
+Runs in the jobs that may push, from this repository's own code: the trusted workflow
+.github/workflows/commit-pr-recordings.yml (on workflow_run, from the default branch) for a pull
+request, and the `target` and `push` jobs of .github/workflows/record-integration-tests.yml for a
+dispatched re-record. The artifact was made by a job that ran the recorded branch's code, which
+may be a fork's and may have changed that job too, so every byte of it is untrusted. Before
+anything is pushed:
 
-- the artifact holds manifest.json and regular .json files under recordings/ only: no other
-  file, no symlink, no hidden or oddly named path, within count and size limits, each file a
-  JSON object; the manifest lists exactly those files, with safe relative paths;
-- the manifest's pull request, head repository, branch and commit are those of the workflow run
-  that made the artifact (from the event, which the pull request cannot forge) and those the
-  GitHub API reports for that pull request, which must be open;
-- a fork's pull request must allow edits by maintainers, and a token that may push to the fork
-  (the RECORDINGS_PUSH_TOKEN secret) must be there;
-- `harness recordings verify` of this checkout (the base repository's code) passes on the files.
+- the artifact holds manifest.json (and, for a pull request, misses.txt) and regular .json files
+  under recordings/ only: no other file, no symlink, no hidden or oddly named path, within count
+  and size limits; each file is strict JSON (UTF-8, no NaN or Infinity, at most MAX_DEPTH levels
+  deep) holding an object; the manifest lists exactly those files, with safe relative paths;
+- the manifest's repository, branch and commit are those the trusted side knows: for a pull
+  request, those of the workflow run that made the artifact (from the event, which the pull
+  request cannot forge) and those the GitHub API reports for the pull request, which must be
+  open; for a dispatch, those the `target` job resolved from the maintainer's inputs;
+- the branch is neither its repository's default branch nor a protected one (see BRANCH RULE);
+- a fork must be pushed to with the RECORDINGS_PUSH_TOKEN secret, and a fork's pull request must
+  allow edits by maintainers;
+- `harness recordings verify` of this checkout (this repository's code) passes on the files;
+- for a pull request (recorded with record-if-missing): no recording the branch already has is
+  changed, and each new recording belongs to a test that misses.txt lists, the node ids of the
+  tests that missed in replay (`pytest --misses-file`, every shard's, one per line);
+- for a dispatch (recorded with record): changed recordings are expected and named as changed in
+  the commit; each recording belongs to a test under the dispatched test-subdirs.
 
-The pull request's code is never checked out nor run: its branch is fetched into a fresh bare
+BRANCH RULE. A pull request's recordings are never pushed to the default branch or a protected
+branch of the head repository: the pull request's author chose that branch, not a maintainer. A
+dispatched re-record is pushed there only when the maintainer dispatched the workflow on that
+very branch of this repository (recording `main` by running the workflow on `main`); never to a
+fork's default or protected branch, and never to a branch other than the one dispatched on.
+
+The recorded branch's code is never checked out nor run: the branch is fetched into a fresh bare
 repository and the commit is built with git plumbing (read-tree, hash-object, update-index,
 write-tree, commit-tree), so no file of the branch reaches the disk and no hook runs. The push is
-a fast-forward of the commit the run recorded on; if the branch moved on since, nothing is pushed.
+a fast-forward of the commit that was recorded; if the branch moved on since, nothing is pushed.
 
-Environment:
+Environment, both flows:
   BASE_REPO              owner/repo the workflow runs in (github.repository)
   BASE_SHA               the commit of this checkout, named in the commit message (optional)
-  RUN_HEAD_SHA           head_sha of the workflow run that made the artifact
-  RUN_HEAD_REPO          head_repository.full_name of that run
-  RUN_HEAD_BRANCH        head_branch of that run
-  RECORD_RUN_URL         html_url of that run, named in the commit message (optional)
+  RECORD_RUN_URL         html_url of the run that recorded, named in the commit (optional)
   GH_TOKEN               token for `gh api` and for pushing to a branch of BASE_REPO
   RECORDINGS_PUSH_TOKEN  token that may push to forks; when set it is used for every push
   RECORDINGS_MAX_FILES, RECORDINGS_MAX_FILE_BYTES, RECORDINGS_MAX_TOTAL_BYTES  limits
+A pull request's (from the workflow_run event):
+  RUN_HEAD_SHA, RUN_HEAD_REPO, RUN_HEAD_BRANCH   head_sha, head_repository.full_name and
+                                                 head_branch of the run that made the artifact
+A dispatch's (from the `target` job and the workflow's inputs):
+  TARGET_REPO, TARGET_BRANCH   the repository and branch recorded on
+  TARGET_SHA                   the commit recorded (not needed by --check-target, which finds it)
+  DISPATCH_REF                 the branch the workflow was dispatched on (github.ref_name)
+  TEST_PROVIDER, TEST_SUBDIRS, TEST_SUITE   the inputs, for the commit message and the subdirs
+--check-target writes `sha=<the branch's commit>` to $GITHUB_OUTPUT.
 
 Exit status: 0 when the recordings were pushed or there was nothing to do (a notice says why),
-1 when the artifact or the pull request was refused (an error says why), 2 on a usage error.
+1 when the artifact, the pull request or the branch was refused (an error says why), 2 on a
+usage error.
 """
 
 from __future__ import annotations
@@ -46,13 +72,21 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 MANIFEST = "manifest.json"
+MISSES = "misses.txt"
 ROOT = "recordings"
-MANIFEST_KEYS = {"pr", "head_repo", "head_branch", "head_sha", "files"}
+PR_MANIFEST_KEYS = {"pr", "head_repo", "head_branch", "head_sha", "files"}
+DISPATCH_MANIFEST_KEYS = {"head_repo", "head_branch", "head_sha", "files"}
 MAX_MANIFEST_BYTES = 1024 * 1024
+# Recordings nest about ten levels (a tool call's arguments in a message in a choice); a deeper
+# document is no recording, and would exhaust the recursion of whatever reads it next.
+MAX_DEPTH = 64
+MAX_NODE_ID = 1000
 DEFAULT_LIMITS = {
     "RECORDINGS_MAX_FILES": 1000,
     "RECORDINGS_MAX_FILE_BYTES": 5 * 1024 * 1024,
@@ -62,27 +96,40 @@ DEFAULT_LIMITS = {
 SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 REPO = re.compile(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9_.-]{1,100}")
 SHA = re.compile(r"[0-9a-f]{40}")
-# Marks the commits this script makes; see refuse_a_loop().
+TESTS_ROOT = "tests/integration"
+# Marks the commits this script makes for pull requests; see refuse_a_loop(). A dispatched
+# re-record's commits carry another, so that a pull request may still record on top of one.
 TRAILER = "Recordings-from-run"
+DISPATCH_TRAILER = "Re-recorded-in-run"
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 
 
 class Refused(Exception):
-    """The artifact or the pull request cannot be committed to; the message says why."""
+    """The artifact, the pull request or the branch is refused; the message says why."""
 
 
 class NothingToDo(Exception):
     """Nothing to push, for a reason that is no fault (the message says which)."""
 
 
+class MovedOn(Exception):
+    """The branch is no longer at the commit that was recorded (the message says where it is)."""
+
+
 @dataclass(frozen=True)
 class Manifest:
-    pr: int
+    pr: int | None
     head_repo: str
     head_branch: str
     head_sha: str
     files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recording:
+    data: bytes
+    test_id: object  # a node id (str) or None, as the file says; checked where it matters
 
 
 def env(name: str) -> str:
@@ -98,6 +145,60 @@ def limits() -> dict[str, int]:
         raw = os.environ.get(name, "")
         found[name] = int(raw) if raw.isdigit() else default
     return found
+
+
+# ---------------------------------------------------------------- strict JSON
+
+
+class NotFinite(Exception):
+    """A NaN or an infinity in a JSON document (Python's json reads them; JSON has none)."""
+
+
+def reject_constant(name: str) -> float:
+    raise NotFinite(name)
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise NotFinite(f"{text[:40]} (too large for a number, so read as infinity)")
+    return value
+
+
+def depth_of(value: Any) -> int:
+    """How deeply `value` nests, measured without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def parse_json(data: bytes, where: str) -> Any:
+    """`data` read as strict JSON, else Refused naming `where` and what is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(f"{where} is not UTF-8 text ({exc})") from None
+    too_deep = Refused(f"{where} nests more than {MAX_DEPTH} levels deep, so it is no recording")
+    try:
+        value = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
+    except RecursionError:
+        raise too_deep from None
+    except NotFinite as exc:
+        raise Refused(f"{where} holds {exc}, which JSON does not allow") from None
+    except ValueError as exc:
+        raise Refused(f"{where} is not valid JSON ({exc})") from None
+    if depth_of(value) > MAX_DEPTH:
+        raise too_deep
+    return value
 
 
 # ---------------------------------------------------------------- the artifact's files
@@ -129,17 +230,19 @@ def entries(folder: Path) -> list[os.DirEntry[str]]:
         return sorted(found, key=lambda entry: entry.name)
 
 
-def artifact_files(artifact: Path, limit: dict[str, int]) -> dict[str, bytes]:
+def artifact_files(
+    artifact: Path, limit: dict[str, int], top_files: set[str]
+) -> dict[str, Recording]:
     """The recording files of the artifact by relative path, each checked; else Refused."""
     top = {entry.name: entry for entry in entries(artifact)}
     for name, entry in top.items():
-        if name == MANIFEST and entry.is_file(follow_symlinks=False):
+        if name in top_files and entry.is_file(follow_symlinks=False):
             continue
         if name == ROOT and entry.is_dir(follow_symlinks=False) and not entry.is_symlink():
             continue
         raise Refused(f"the artifact holds {name!r}, which is outside recordings/")
 
-    files: dict[str, bytes] = {}
+    files: dict[str, Recording] = {}
     total = 0
     pending = [artifact / ROOT] if ROOT in top else []
     while pending:
@@ -169,33 +272,31 @@ def artifact_files(artifact: Path, limit: dict[str, int]) -> dict[str, bytes]:
             if len(files) >= limit["RECORDINGS_MAX_FILES"]:
                 raise Refused(f"the artifact holds more than {limit['RECORDINGS_MAX_FILES']} files")
             data = Path(entry.path).read_bytes()
-            try:
-                parsed = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise Refused(f"{relative} is not valid JSON ({exc})") from None
+            parsed = parse_json(data, relative)
             if not isinstance(parsed, dict):
                 raise Refused(f"{relative} is not a JSON object, so it is no recording")
-            files[relative] = data
+            files[relative] = Recording(data, parsed.get("test_id"))
     return files
 
 
-def load_manifest(artifact: Path) -> Manifest:
-    path = artifact / MANIFEST
+def read_small(path: Path, name: str) -> bytes:
     if not path.is_file() or path.is_symlink():
-        raise Refused(f"the artifact has no {MANIFEST}")
+        raise Refused(f"the artifact has no {name}")
     if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise Refused(f"{MANIFEST} is over {MAX_MANIFEST_BYTES} bytes")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Refused(f"{MANIFEST} is not valid JSON ({exc})") from None
-    if not isinstance(raw, dict) or set(raw) != MANIFEST_KEYS:
-        raise Refused(f"{MANIFEST} must be an object with exactly {sorted(MANIFEST_KEYS)}")
-    pr, repo, branch, sha = raw["pr"], raw["head_repo"], raw["head_branch"], raw["head_sha"]
+        raise Refused(f"{name} is over {MAX_MANIFEST_BYTES} bytes")
+    return path.read_bytes()
+
+
+def load_manifest(artifact: Path, keys: set[str]) -> Manifest:
+    raw = parse_json(read_small(artifact / MANIFEST, MANIFEST), MANIFEST)
+    if not isinstance(raw, dict) or set(raw) != keys:
+        raise Refused(f"{MANIFEST} must be an object with exactly {sorted(keys)}")
+    pr = raw.get("pr")
+    repo, branch, sha = raw["head_repo"], raw["head_branch"], raw["head_sha"]
     files = raw["files"]
-    if type(pr) is not int or pr <= 0:
+    if "pr" in keys and (type(pr) is not int or pr <= 0):
         raise Refused(f"{MANIFEST}: pr {pr!r} is not a pull request number")
-    if not isinstance(repo, str) or not REPO.fullmatch(repo) or repo.split("/")[1] in {".", ".."}:
+    if not isinstance(repo, str) or not valid_repo(repo):
         raise Refused(f"{MANIFEST}: head_repo {repo!r} is not of the form owner/repo")
     if not isinstance(branch, str) or not valid_branch(branch):
         raise Refused(f"{MANIFEST}: head_branch {branch!r} is not a valid branch name")
@@ -210,6 +311,39 @@ def load_manifest(artifact: Path) -> Manifest:
     return Manifest(pr, repo, branch, sha, tuple(files))
 
 
+def load_misses(artifact: Path) -> frozenset[str]:
+    """The node ids misses.txt lists: the tests whose replay missed a recording."""
+    if not (artifact / MISSES).exists():
+        raise Refused(
+            f"the artifact has no {MISSES}, the list of the tests that missed in replay (was it "
+            "made by an older record-pr-recordings.yml? Merge the default branch into the pull "
+            "request's branch)"
+        )
+    data = read_small(artifact / MISSES, MISSES)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(f"{MISSES} is not UTF-8 text ({exc})") from None
+    ids = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line:
+            continue
+        if (
+            not line.startswith("tests/")
+            or len(line) > MAX_NODE_ID
+            or any(ord(c) < 32 or ord(c) == 127 for c in line)
+        ):
+            raise Refused(f"{MISSES}, line {number}: {line[:80]!r} is not a pytest node id")
+        ids.append(line)
+    if len(ids) > limits()["RECORDINGS_MAX_FILES"]:
+        raise Refused(f"{MISSES} lists more than {limits()['RECORDINGS_MAX_FILES']} tests")
+    return frozenset(ids)
+
+
+def valid_repo(repo: str) -> bool:
+    return bool(REPO.fullmatch(repo)) and repo.split("/")[1] not in {".", ".."}
+
+
 def valid_branch(branch: str) -> bool:
     if branch.startswith("-") or len(branch) > 255 or any(ord(c) < 32 for c in branch):
         return False
@@ -219,7 +353,7 @@ def valid_branch(branch: str) -> bool:
     return done.returncode == 0
 
 
-def match_files(manifest: Manifest, files: dict[str, bytes]) -> None:
+def match_files(manifest: Manifest, files: dict[str, Recording]) -> None:
     for name in manifest.files:
         if name not in files:
             raise Refused(f"{MANIFEST} lists {name}, which the artifact does not hold")
@@ -228,7 +362,67 @@ def match_files(manifest: Manifest, files: dict[str, bytes]) -> None:
             raise Refused(f"the artifact holds {name}, which {MANIFEST} does not list")
 
 
-# ---------------------------------------------------------------- the pull request
+def check_said(manifest: Manifest, known: dict[str, str], source: str) -> None:
+    """The manifest must name the repository, branch and commit the trusted side knows."""
+    said = {
+        "head_sha": manifest.head_sha,
+        "head_repo": manifest.head_repo,
+        "head_branch": manifest.head_branch,
+    }
+    for key, value in known.items():
+        # GitHub matches repository names in any case; branch names and commits are exact.
+        same = said[key].lower() == value.lower() if key == "head_repo" else said[key] == value
+        if not same:
+            raise Refused(f"{MANIFEST} says {key} {said[key]!r}, but {source} {value!r}")
+
+
+# ---------------------------------------------------------------- GitHub
+
+
+def gh_api(path: str, what: str) -> dict[str, Any]:
+    done = subprocess.run(["gh", "api", path], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Refused(f"could not read {what}: {done.stderr.strip()}")
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError as exc:
+        raise Refused(f"unexpected answer about {what}: {exc}") from None
+    if not isinstance(answer, dict):
+        raise Refused(f"unexpected answer about {what}: not an object")
+    return answer
+
+
+@dataclass(frozen=True)
+class Branch:
+    repo: str
+    name: str
+    tip: str
+    default: bool
+    protected: bool
+
+    def why_not(self) -> str | None:
+        """What makes this branch one recordings are not pushed to by rule, or None."""
+        if self.default:
+            return f"the default branch of {self.repo}"
+        if self.protected:
+            return "a protected branch"
+        return None
+
+
+def fetch_branch(repo: str, name: str) -> Branch:
+    """What GitHub says about the branch: its commit, and whether it is default or protected."""
+    what = f"the branch {repo}@{name}"
+    facts = gh_api(f"repos/{repo}/branches/{urllib.parse.quote(name, safe='/')}", what)
+    about = gh_api(f"repos/{repo}", f"the repository {repo}")
+    try:
+        tip = facts["commit"]["sha"]
+        protected = facts["protected"]
+        default = about["default_branch"]
+    except (KeyError, TypeError) as exc:
+        raise Refused(f"unexpected answer about {what}: missing {exc}") from None
+    if not isinstance(tip, str) or not SHA.fullmatch(tip) or type(protected) is not bool:
+        raise Refused(f"unexpected answer about {what}: {facts!r:.200}")
+    return Branch(repo, name, tip, default == name, protected)
 
 
 @dataclass(frozen=True)
@@ -237,44 +431,15 @@ class PullRequest:
     maintainer_can_modify: bool
 
 
-def check_run(manifest: Manifest) -> None:
-    """The manifest must name the commit, repository and branch the run really ran on."""
-    run = {
-        "head_sha": env("RUN_HEAD_SHA"),
-        "head_repo": env("RUN_HEAD_REPO"),
-        "head_branch": env("RUN_HEAD_BRANCH"),
-    }
-    said = {
-        "head_sha": manifest.head_sha,
-        "head_repo": manifest.head_repo,
-        "head_branch": manifest.head_branch,
-    }
-    for key, value in run.items():
-        # GitHub matches repository names in any case; branch names and commits are exact.
-        same = said[key].lower() == value.lower() if key == "head_repo" else said[key] == value
-        if not same:
-            raise Refused(
-                f"{MANIFEST} says {key} {said[key]!r}, but the run that made the artifact ran on "
-                f"{value!r}"
-            )
-
-
 def fetch_pull_request(base_repo: str, manifest: Manifest) -> PullRequest:
-    done = subprocess.run(
-        ["gh", "api", f"repos/{base_repo}/pulls/{manifest.pr}"], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise Refused(
-            f"could not read pull request #{manifest.pr} of {base_repo}: {done.stderr.strip()}"
-        )
+    pr = gh_api(f"repos/{base_repo}/pulls/{manifest.pr}", f"pull request #{manifest.pr}")
     try:
-        pr = json.loads(done.stdout)
         state = pr["state"]
         head = pr["head"]
         head_repo = (head.get("repo") or {}).get("full_name")
         head_sha, head_ref = head["sha"], head["ref"]
         can_modify = bool(pr.get("maintainer_can_modify"))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise Refused(f"unexpected answer about pull request #{manifest.pr}: {exc}") from None
     if state != "open":
         raise NothingToDo(f"pull request #{manifest.pr} is {state}; nothing is pushed to it")
@@ -295,24 +460,74 @@ def fetch_pull_request(base_repo: str, manifest: Manifest) -> PullRequest:
     )
 
 
-def push_token(manifest: Manifest, pr: PullRequest) -> str:
+def push_token(repo: str, fork: bool) -> str:
     special = os.environ.get("RECORDINGS_PUSH_TOKEN", "").strip()
-    if pr.fork:
-        if not pr.maintainer_can_modify:
-            raise Refused(
-                f"pull request #{manifest.pr} comes from the fork {manifest.head_repo} and does "
-                "not allow edits by maintainers, so its branch cannot be pushed to. Ask the "
-                "author to tick 'Allow edits by maintainers' (the recordings are then committed "
-                "on the next push), or to record locally and push the recordings themselves."
-            )
-        if not special:
-            raise Refused(
-                f"pull request #{manifest.pr} comes from the fork {manifest.head_repo}; pushing "
-                "there needs the repository secret RECORDINGS_PUSH_TOKEN (a maintainer's token "
-                "that may push to forks), and it is not set"
-            )
-        return special
+    if fork and not special:
+        raise Refused(
+            f"{repo} is a fork; pushing there needs the repository secret RECORDINGS_PUSH_TOKEN "
+            "(a maintainer's token that may push to forks), and it is not set"
+        )
     return special or env("GH_TOKEN")
+
+
+def pull_request_push_token(manifest: Manifest, pr: PullRequest) -> str:
+    if pr.fork and not pr.maintainer_can_modify:
+        raise Refused(
+            f"pull request #{manifest.pr} comes from the fork {manifest.head_repo} and does "
+            "not allow edits by maintainers, so its branch cannot be pushed to. Ask the "
+            "author to tick 'Allow edits by maintainers' (the recordings are then committed "
+            "on the next push), or to record locally and push the recordings themselves."
+        )
+    return push_token(manifest.head_repo, pr.fork)
+
+
+# ---------------------------------------------------------------- what may be committed
+
+
+def check_tests_missed(
+    files: dict[str, Recording], names: list[str], misses: frozenset[str]
+) -> None:
+    """Every new recording must belong to a test that missed in replay."""
+    for name in names:
+        test_id = files[name].test_id
+        if not isinstance(test_id, str) or not test_id:
+            raise Refused(
+                f"{name} is a new recording that belongs to no test (its test_id is {test_id!r}); "
+                "a pull request's run only records for the tests that missed in replay"
+            )
+        if test_id not in misses:
+            raise Refused(
+                f"{name} is a new recording for {test_id}, which the replay run did not list "
+                f"as a miss ({MISSES}); a pull request's run only records for the tests that "
+                "missed"
+            )
+
+
+def dispatched_roots() -> list[str]:
+    """The test folders a dispatch recorded, from its test-subdirs input (as the job reads it)."""
+    roots = []
+    for raw in os.environ.get("TEST_SUBDIRS", "").split(","):
+        subdir = "".join(raw.split()).rstrip("/")
+        if not subdir:
+            continue
+        if ".." in subdir.split("/") or subdir.startswith("/"):
+            raise Refused(f"test-subdirs: {subdir!r} is not a folder under {TESTS_ROOT}")
+        roots.append(f"{TESTS_ROOT}/{subdir}/")
+    return roots or [f"{TESTS_ROOT}/"]
+
+
+def check_tests_dispatched(files: dict[str, Recording]) -> None:
+    """Every recording of a test must belong to a test the dispatch asked to record."""
+    roots = dispatched_roots()
+    for name, recording in sorted(files.items()):
+        test_id = recording.test_id
+        if test_id in (None, ""):
+            continue  # the stack's own requests (recordings/_shared/), re-recorded at its start
+        if not isinstance(test_id, str) or not test_id.startswith(tuple(roots)):
+            raise Refused(
+                f"{name} is a recording for {test_id!r}, outside the tests this re-record was "
+                f"dispatched for ({', '.join(roots)})"
+            )
 
 
 # ---------------------------------------------------------------- verify, then commit
@@ -377,65 +592,100 @@ def refuse_a_loop(git: Git, manifest: Manifest, count: int) -> None:
         )
 
 
-def commit_message(manifest: Manifest, base_repo: str, new: list[str], changed: list[str]) -> str:
-    count = len(new) + len(changed)
-    run_url = os.environ.get("RECORD_RUN_URL", "").strip()
+@dataclass(frozen=True)
+class Staged:
+    new: list[str]
+    changed: list[str]
+
+
+def fetch_and_stage(git: Git, manifest: Manifest, files: dict[str, Recording]) -> Staged:
+    """Fetch the branch, check it is still at the recorded commit, stage what differs."""
+    url = git.url(manifest.head_repo)
+    git("fetch", "--quiet", "--no-tags", "--depth=1", url, f"refs/heads/{manifest.head_branch}")
+    tip = git("rev-parse", "FETCH_HEAD^{commit}")
+    if tip != manifest.head_sha:
+        raise MovedOn(f"{manifest.head_repo}@{manifest.head_branch} has moved on to {tip[:12]}")
+    git("read-tree", manifest.head_sha)
+    staged = Staged([], [])
+    for name in sorted(files):
+        blob = git("hash-object", "-w", "--no-filters", "--stdin", input=files[name].data)
+        old = git("rev-parse", "--quiet", "--verify", f"{manifest.head_sha}:{name}", check=False)
+        if old == blob:
+            continue
+        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
+        (staged.changed if old else staged.new).append(name)
+    if not staged.new and not staged.changed:
+        raise NothingToDo(
+            f"{manifest.head_repo}@{manifest.head_branch} already has these recordings"
+        )
+    return staged
+
+
+def push(git: Git, manifest: Manifest, message: str) -> str:
+    tree = git("write-tree")
+    commit = git("commit-tree", tree, "-p", manifest.head_sha, "-F", "-", input=message.encode())
+    ref = f"refs/heads/{manifest.head_branch}"
+    try:
+        git("push", "--quiet", git.url(manifest.head_repo), f"{commit}:{ref}")
+    except Refused as exc:
+        raise Refused(
+            f"pushing to {manifest.head_repo}@{manifest.head_branch} was refused (if the branch "
+            f"moved on meanwhile, its new head has to be recorded again). {exc}"
+        ) from None
+    return commit
+
+
+def checked_by(base_repo: str) -> str:
     base_sha = os.environ.get("BASE_SHA", "").strip()
-    source = f"the pull request's recording run {run_url}" if run_url else "the pull request's run"
     checked_with = f"{base_repo}@{base_sha[:12]}" if base_sha else base_repo
+    return (
+        f"Their paths and JSON were checked, and `harness recordings verify` of {checked_with}\n"
+        "passed on them, before this commit."
+    )
+
+
+def pull_request_message(
+    manifest: Manifest, base_repo: str, staged: Staged, files: dict[str, Recording]
+) -> str:
+    run_url = os.environ.get("RECORD_RUN_URL", "").strip()
+    source = f"the pull request's recording run {run_url}" if run_url else "the pull request's run"
+    tests = sorted({str(files[name].test_id) for name in staged.new})
     lines = [
-        f"Record the {count} recording(s) that #{manifest.pr} missed in replay",
+        f"Record the {len(staged.new)} recording(s) that #{manifest.pr} missed in replay",
         "",
         f"Replaying the integration tests at {manifest.head_sha[:12]} missed these recordings;",
-        f"{source} recorded them with the ollama setup (record-if-missing). Their",
-        f"paths and JSON were checked, and `harness recordings verify` of {checked_with}",
-        "passed on them, before this commit.",
+        f"{source} recorded them with the ollama setup (record-if-missing).",
+        checked_by(base_repo),
         "",
-        *(f"new:     {name}" for name in new),
-        *(f"changed: {name}" for name in changed),
+        *(f"new:     {name}" for name in staged.new),
+        "",
+        "for the tests that missed:",
+        *(f"  {test}" for test in tests),
         "",
         f"{TRAILER}: {run_url or os.environ.get('RUN_HEAD_SHA', '')}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def commit_and_push(
-    git: Git, manifest: Manifest, files: dict[str, bytes], base_repo: str
-) -> tuple[str, list[str], list[str]]:
-    url = git.url(manifest.head_repo)
-    git("fetch", "--quiet", "--no-tags", "--depth=1", url, f"refs/heads/{manifest.head_branch}")
-    tip = git("rev-parse", "FETCH_HEAD^{commit}")
-    if tip != manifest.head_sha:
-        raise NothingToDo(
-            f"{manifest.head_repo}@{manifest.head_branch} has moved on to {tip[:12]}; the run for "
-            "that commit records what it misses"
-        )
-    git("read-tree", manifest.head_sha)
-    new: list[str] = []
-    changed: list[str] = []
-    for name in sorted(files):
-        blob = git("hash-object", "-w", "--no-filters", "--stdin", input=files[name])
-        old = git("rev-parse", "--quiet", "--verify", f"{manifest.head_sha}:{name}", check=False)
-        if old == blob:
-            continue
-        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
-        (changed if old else new).append(name)
-    if not new and not changed:
-        raise NothingToDo(
-            f"{manifest.head_repo}@{manifest.head_branch} already has these recordings"
-        )
-    refuse_a_loop(git, manifest, len(new) + len(changed))
-    tree = git("write-tree")
-    message = commit_message(manifest, base_repo, new, changed)
-    commit = git("commit-tree", tree, "-p", manifest.head_sha, "-F", "-", input=message.encode())
-    try:
-        git("push", "--quiet", url, f"{commit}:refs/heads/{manifest.head_branch}")
-    except Refused as exc:
-        raise Refused(
-            f"pushing to {manifest.head_repo}@{manifest.head_branch} was refused (if the branch "
-            f"moved on, the run for its new head records what it misses). {exc}"
-        ) from None
-    return commit, new, changed
+def dispatch_message(manifest: Manifest, base_repo: str, staged: Staged) -> str:
+    run_url = os.environ.get("RECORD_RUN_URL", "").strip()
+    provider = os.environ.get("TEST_PROVIDER", "").strip() or "the provider"
+    subdirs = os.environ.get("TEST_SUBDIRS", "").strip() or "all"
+    suite = os.environ.get("TEST_SUITE", "").strip() or "all"
+    source = f"The run {run_url}" if run_url else "The record workflow"
+    lines = [
+        f"Re-record integration tests with {provider} (subdirs: {subdirs}, suite: {suite})",
+        "",
+        f"{source} ran the tests of {manifest.head_repo}@{manifest.head_sha[:12]} against",
+        f"{provider} (record mode) and made these recordings.",
+        checked_by(base_repo),
+        "",
+        *(f"new:     {name}" for name in staged.new),
+        *(f"changed: {name}" for name in staged.changed),
+        "",
+        f"{DISPATCH_TRAILER}: {run_url or manifest.head_sha}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def summary(text: str) -> None:
@@ -445,39 +695,143 @@ def summary(text: str) -> None:
             f.write(text + "\n")
 
 
-def run(artifact: Path) -> None:
+def report(commit: str, manifest: Manifest, staged: Staged, what: str) -> None:
+    where = f"{manifest.head_repo}@{manifest.head_branch}"
+    count = len(staged.new) + len(staged.changed)
+    print(
+        f"Pushed {commit[:12]} to {where}: {len(staged.new)} new, "
+        f"{len(staged.changed)} changed recording(s)"
+    )
+    for name in staged.new:
+        print(f"  new:     {name}")
+    for name in staged.changed:
+        print(f"  changed: {name}")
+    summary(f"Committed {count} recording(s) to {what} ({where}).")
+
+
+# ---------------------------------------------------------------- the two flows
+
+
+def run_pull_request(artifact: Path) -> None:
     base_repo = env("BASE_REPO")
-    files = artifact_files(artifact, limits())
-    manifest = load_manifest(artifact)
+    files = artifact_files(artifact, limits(), {MANIFEST, MISSES})
+    manifest = load_manifest(artifact, PR_MANIFEST_KEYS)
     match_files(manifest, files)
-    check_run(manifest)
+    run = {
+        "head_sha": env("RUN_HEAD_SHA"),
+        "head_repo": env("RUN_HEAD_REPO"),
+        "head_branch": env("RUN_HEAD_BRANCH"),
+    }
+    check_said(manifest, run, "the run that made the artifact ran on")
     if not files:
         raise NothingToDo(f"no test of #{manifest.pr} missed a recording; nothing to commit")
+    misses = load_misses(artifact)
     pr = fetch_pull_request(base_repo, manifest)
-    token = push_token(manifest, pr)
+    branch = fetch_branch(manifest.head_repo, manifest.head_branch)
+    why_not = branch.why_not()
+    if why_not:
+        raise Refused(
+            f"the head of pull request #{manifest.pr} is {branch.repo}@{branch.name}, {why_not}; "
+            "a pull request's recordings "
+            "are never pushed to a default or protected branch. Open the pull request from a "
+            "topic branch, or record locally and push the recordings yourself."
+        )
+    token = pull_request_push_token(manifest, pr)
     verify(artifact)
     with tempfile.TemporaryDirectory(prefix="pr-recordings-") as tmp:
         git = Git(Path(tmp), token)
-        commit, new, changed = commit_and_push(git, manifest, files, base_repo)
-    where = f"{manifest.head_repo}@{manifest.head_branch}"
-    print(f"Pushed {commit[:12]} to {where}: {len(new)} new, {len(changed)} changed recording(s)")
-    for name in new:
-        print(f"  new:     {name}")
-    for name in changed:
-        print(f"  changed: {name}")
-    summary(f"Committed {len(new) + len(changed)} recording(s) to #{manifest.pr} ({where}).")
+        try:
+            staged = fetch_and_stage(git, manifest, files)
+        except MovedOn as exc:
+            raise NothingToDo(f"{exc}; the run for that commit records what it misses") from None
+        if staged.changed:
+            raise Refused(
+                f"{staged.changed[0]} changes a recording that {manifest.head_repo}@"
+                f"{manifest.head_sha[:12]} already has ({len(staged.changed)} changed in all); "
+                "a record-if-missing run only adds recordings, so this is not what it "
+                "recorded. Re-record changed tests with the record workflow "
+                "(scripts/github/schedule-record-workflow.sh) or locally."
+            )
+        check_tests_missed(files, staged.new, misses)
+        refuse_a_loop(git, manifest, len(staged.new))
+        message = pull_request_message(manifest, base_repo, staged, files)
+        commit = push(git, manifest, message)
+    report(commit, manifest, staged, f"#{manifest.pr}")
+
+
+def dispatch_target() -> tuple[str, str, Branch]:
+    """The branch a dispatch records on, once the branch rule allows pushing to it."""
+    base_repo = env("BASE_REPO")
+    repo, name, dispatched = env("TARGET_REPO"), env("TARGET_BRANCH"), env("DISPATCH_REF")
+    if not valid_repo(repo):
+        raise Refused(f"TARGET_REPO {repo!r} is not of the form owner/repo")
+    if not valid_branch(name):
+        raise Refused(f"TARGET_BRANCH {name!r} is not a valid branch name")
+    branch = fetch_branch(repo, name)
+    why_not = branch.why_not()
+    if why_not and not (repo.lower() == base_repo.lower() and name == dispatched):
+        raise Refused(
+            f"{repo}@{name} is {why_not}; a re-record is pushed to a default or protected "
+            "branch only when the "
+            f"workflow is dispatched on that branch of {base_repo} (it runs on {dispatched}). "
+            "Dispatch it on that branch, or record on a topic branch."
+        )
+    return base_repo, dispatched, branch
+
+
+def run_check_target() -> None:
+    _, _, branch = dispatch_target()
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:
+        with open(output, "a", encoding="utf-8") as f:
+            f.write(f"sha={branch.tip}\n")
+    print(f"Recording on {branch.repo}@{branch.name} at {branch.tip}")
+
+
+def run_dispatch(artifact: Path) -> None:
+    base_repo, _, branch = dispatch_target()
+    files = artifact_files(artifact, limits(), {MANIFEST})
+    manifest = load_manifest(artifact, DISPATCH_MANIFEST_KEYS)
+    match_files(manifest, files)
+    target = {"head_sha": env("TARGET_SHA"), "head_repo": branch.repo, "head_branch": branch.name}
+    check_said(manifest, target, "the workflow recorded on")
+    if not files:
+        raise NothingToDo("the recordings did not change; nothing to commit")
+    check_tests_dispatched(files)
+    token = push_token(branch.repo, branch.repo.lower() != base_repo.lower())
+    verify(artifact)
+    with tempfile.TemporaryDirectory(prefix="dispatch-recordings-") as tmp:
+        git = Git(Path(tmp), token)
+        try:
+            staged = fetch_and_stage(git, manifest, files)
+        except MovedOn as exc:
+            # No run follows by itself, as one does for a pull request's new head.
+            raise Refused(f"{exc}; dispatch the workflow again to record it") from None
+        commit = push(git, manifest, dispatch_message(manifest, base_repo, staged))
+    report(commit, manifest, staged, f"{branch.repo}@{branch.name}")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
+    if argv == ["--check-target"]:
+        mode, folder = "check-target", None
+    elif len(argv) == 2 and argv[0] == "--dispatch" and not argv[1].startswith("-"):
+        mode, folder = "dispatch", argv[1]
+    elif len(argv) == 1 and not argv[0].startswith("-"):
+        mode, folder = "pull-request", argv[0]
+    else:
         print(__doc__.split("\n\n", 2)[1], file=sys.stderr)
         return 2
-    artifact = Path(argv[0])
-    if not artifact.is_dir():
+    artifact = Path(folder) if folder is not None else None
+    if artifact is not None and not artifact.is_dir():
         print(f"::error::{artifact} is not a directory (was the artifact downloaded?)")
         return 1
     try:
-        run(artifact)
+        if artifact is None:
+            run_check_target()
+        elif mode == "dispatch":
+            run_dispatch(artifact)
+        else:
+            run_pull_request(artifact)
     except NothingToDo as exc:
         print(f"::notice::{exc}")
         summary(str(exc))

@@ -41,6 +41,7 @@ misses_file="$1"
 shift
 
 rm -f -- "$misses_file"
+mkdir -p -- "$(dirname -- "$misses_file")"
 status=0
 LLAMA_STACK_TEST_INFERENCE_MODE=replay \
     pytest --stack-config=server:starter --misses-file "$misses_file" "$@" "$TESTS" || status=$?

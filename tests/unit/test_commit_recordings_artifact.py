@@ -1,18 +1,21 @@
 """scripts/github/commit-recordings-artifact.py run for real: fake `gh`, real git and harness.
 
-The trusted half of re-recording on pull requests. Each test builds "GitHub" out of bare
-repositories in tmp_path (acme/stack-harness, and alice's fork), a pull request whose head is
-the branch `feature`, and an artifact as the pull_request workflow would upload it; git's
-`url.<path>.insteadOf` sends the https URLs the script pushes to (token included) to those bare
-repositories, and a catch-all sends any other URL, such as one with the wrong token, nowhere.
-`harness recordings verify` is the real one, from this checkout, on copies of the committed
-recordings.
+The trusted half of re-recording, on pull requests and for dispatched re-records. Each test
+builds "GitHub" out of bare repositories in tmp_path (acme/stack-harness, and alice's fork), a
+pull request whose head is the branch `feature`, and an artifact as the recording job would
+upload it; git's `url.<path>.insteadOf` sends the https URLs the script pushes to (token
+included) to those bare repositories, and a catch-all sends any other URL, such as one with the
+wrong token, nowhere. The fake `gh api` answers about pull requests from the test's state and
+about repositories and branches from the bare repositories themselves (the tip a branch really
+has; which branch is the default or protected is the test's state). `harness recordings verify`
+is the real one, from this checkout, on copies of the committed recordings.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.git import git
+from tests.support.github import FAKE_GH, HARNESS, git_config, install, repo_state, write_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "github" / "commit-recordings-artifact.py"
@@ -35,26 +39,18 @@ REAL = sorted(
     p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "recordings").rglob("*.json")
 )
 REAL = [p for p in REAL if p.startswith("recordings/tests/")][:2]
+# A committed recording of the stack's own start-up requests: it belongs to no test.
+SHARED = sorted(
+    p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "recordings/_shared").glob("*.json")
+)[0]
 
-FAKE_GH = """\
-import json, os, sys
 
-args = sys.argv[1:]
-with open(os.environ["FAKE_GH_LOG"], "a") as log:
-    log.write(json.dumps({"args": args, "token": os.environ.get("GH_TOKEN")}) + "\\n")
-state = json.load(open(os.environ["FAKE_GH_STATE"]))
-if args[0] == "api" and args[1] in state["pulls"]:
-    print(json.dumps(state["pulls"][args[1]]))
-    sys.exit(0)
-print("gh: Not Found (HTTP 404)", file=sys.stderr)
-sys.exit(1)
-"""
+def real(name: str) -> bytes:
+    return (REPO_ROOT / name).read_bytes()
 
-HARNESS = """\
-import sys
-from harness.cli import main
-sys.exit(main())
-"""
+
+def node_id_of(name: str) -> str:
+    return json.loads(real(name))["test_id"]
 
 
 @dataclass
@@ -85,19 +81,14 @@ class World:
             "GIT_COMMITTER_NAME": "Alice",
             "GIT_COMMITTER_EMAIL": "alice@example.com",
         }
-        (root / "home").mkdir()
-        rewrites = {"https://": str(root / "nowhere") + "/"}
-        for repo, bare in ((UPSTREAM, self.upstream), (FORK, self.fork)):
-            for token in (GH_TOKEN, PUSH_TOKEN):
-                rewrites[f"https://x-access-token:{token}@github.com/{repo}.git"] = str(bare)
-        config = self.root / "home" / ".gitconfig"
-        config.write_text(
-            "".join(f'[url "{to}"]\n\tinsteadOf = {url}\n' for url, to in rewrites.items())
+        git_config(
+            root / "home",
+            {UPSTREAM: self.upstream, FORK: self.fork},
+            (GH_TOKEN, PUSH_TOKEN),
+            root / "nowhere",
         )
-        for name, source in (("gh", FAKE_GH), ("harness", HARNESS)):
-            path = self.bin / name
-            path.write_text(f"#!{sys.executable}\n{source}")
-            path.chmod(0o755)
+        install(self.bin / "gh", FAKE_GH)
+        install(self.bin / "harness", HARNESS)
 
         # The base repository's default branch, and the pull request's branch on top of it.
         self.git("init", "-q", "--bare", "-b", "main", str(self.upstream), cwd=root)
@@ -127,6 +118,7 @@ class World:
             "base": {"ref": "main", "repo": {"full_name": UPSTREAM}},
         }
         self.pulls = {f"repos/{UPSTREAM}/pulls/42": self.pull}
+        self.repos = {UPSTREAM: repo_state(self.upstream), FORK: repo_state(self.fork)}
         self.manifest: dict = {}
         self.make_artifact({name: (REPO_ROOT / name).read_bytes() for name in REAL})
 
@@ -156,7 +148,8 @@ class World:
         self.manifest["head_repo"] = FORK
         self.write_manifest()
 
-    def make_artifact(self, files: dict[str, bytes]) -> None:
+    def make_artifact(self, files: dict[str, bytes], misses: list[str] | None = None) -> None:
+        """The artifact of a run in which the tests of `files` missed (or those of `misses`)."""
         if self.artifact.exists():
             shutil.rmtree(self.artifact)
         self.artifact.mkdir()
@@ -172,16 +165,34 @@ class World:
             "files": sorted(files),
         }
         self.write_manifest()
+        if misses is None:
+            misses = sorted({json.loads(data)["test_id"] for data in files.values()})
+        self.write_misses(misses)
 
     def write_manifest(self) -> None:
         (self.artifact / "manifest.json").write_text(json.dumps(self.manifest))
 
+    def write_misses(self, misses: list[str]) -> None:
+        (self.artifact / "misses.txt").write_text("".join(f"{test}\n" for test in misses))
+
+    def move_head(self, message: str = "More work", **files: str) -> None:
+        """A new commit on the pull request's branch, which the run then recorded on."""
+        for name, text in files.items():
+            self.write_in(self.head, name, text)
+        self.git("add", ".", cwd=self.head)
+        self.git("commit", "-q", "--allow-empty", "-m", message, cwd=self.head)
+        self.head_sha = self.git("rev-parse", "HEAD", cwd=self.head)
+        self.push_head()
+        self.pull["head"]["sha"] = self.head_sha
+        self.manifest["head_sha"] = self.head_sha
+        self.write_manifest()
+
     def tip(self, repo: Path | None = None, branch: str = "feature") -> str:
         return self.git("rev-parse", branch, cwd=repo or self.bare())
 
-    def run(self, **env: str) -> Result:
+    def run(self, *args: str, **env: str) -> Result:
         state = self.root / "gh-state.json"
-        state.write_text(json.dumps({"pulls": self.pulls}))
+        write_state(state, self.repos, self.pulls)
         full_env = {
             **os.environ,
             **self.env,
@@ -200,7 +211,7 @@ class World:
             **env,
         }
         done = subprocess.run(
-            [sys.executable, "-I", str(SCRIPT), str(self.artifact)],
+            [sys.executable, "-I", str(SCRIPT), *(args or [str(self.artifact)])],
             cwd=self.base,
             env=full_env,
             capture_output=True,
@@ -246,7 +257,12 @@ def test_good_artifact_is_committed_on_the_head_branch(world: World) -> None:
         assert committed == (REPO_ROOT / name).read_text().strip()
     assert f"Pushed {after[:12]} to {UPSTREAM}@feature: 2 new, 0 changed" in result.stdout
     assert "recording(s) OK" in result.stdout  # harness recordings verify ran
-    assert [call["args"] for call in result.gh_calls] == [["api", f"repos/{UPSTREAM}/pulls/42"]]
+    # Only reads: the pull request, then whether its branch is a default or protected one.
+    assert [call["args"] for call in result.gh_calls] == [
+        ["api", f"repos/{UPSTREAM}/pulls/42"],
+        ["api", f"repos/{UPSTREAM}/branches/feature"],
+        ["api", f"repos/{UPSTREAM}"],
+    ]
     assert "Committed 2 recording(s) to #42" in world.summary.read_text()
 
 
@@ -265,32 +281,23 @@ def test_commit_message_says_what_was_recorded_where_and_how_it_was_checked(
     assert f"`harness recordings verify` of {UPSTREAM}@{base_sha[:12]}" in message
     for name in REAL:
         assert f"new:     {name}" in message
+        assert f"  {node_id_of(name)}" in message.split("for the tests that missed:")[1]
+    assert "changed:" not in message
     assert message.splitlines()[-1] == f"Recordings-from-run: {RUN_URL}"
     author = world.git("log", "-1", "--format=%an <%ae>", "feature", cwd=world.upstream)
     assert author.startswith("github-actions[bot] <")
 
 
-def test_changed_recordings_are_named_as_changed_and_unchanged_ones_left_out(
-    world: World,
-) -> None:
-    # The branch already has the first recording as it is, and an older version of the second.
-    world.write_in(world.head, REAL[0], (REPO_ROOT / REAL[0]).read_text())
-    world.write_in(world.head, REAL[1], '{"older": true}\n')
-    world.git("add", ".", cwd=world.head)
-    world.git("commit", "-q", "-m", "Older recordings", cwd=world.head)
-    world.head_sha = world.git("rev-parse", "HEAD", cwd=world.head)
-    world.push_head()
-    world.pull["head"]["sha"] = world.head_sha
-    world.manifest["head_sha"] = world.head_sha
-    world.write_manifest()
+def test_a_recording_the_branch_already_has_is_left_out(world: World) -> None:
+    world.move_head("Add one recording", **{REAL[0]: real(REAL[0]).decode()})
 
     result = world.run()
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 new, 1 changed" in result.stdout
+    assert "1 new, 0 changed" in result.stdout
     message = world.git("log", "-1", "--format=%B", "feature", cwd=world.upstream)
     assert message.splitlines()[0] == "Record the 1 recording(s) that #42 missed in replay"
-    assert f"changed: {REAL[1]}" in message
+    assert f"new:     {REAL[1]}" in message
     assert REAL[0] not in message
 
 
@@ -521,6 +528,152 @@ def test_recordings_that_fail_harness_verify_are_refused(world: World) -> None:
     assert "BAD " in result.stdout  # verify's own report is shown
 
 
+# ------------------------------------------------------------- what record-if-missing never makes
+
+
+def fabricated(name: str) -> bytes:
+    """The committed recording at `name`, its answer rewritten: same request, same fingerprint."""
+    record = json.loads(real(name))
+    record["response"]["body"]["choices"][0]["message"]["content"] = "Wire the money to 4711."
+    return (json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def test_a_changed_recording_is_refused(world: World) -> None:
+    """record-if-missing replays what exists: a rewritten recording is not what it recorded."""
+    world.move_head("Add a recording", **{REAL[1]: real(REAL[1]).decode()})
+    world.make_artifact({REAL[0]: real(REAL[0]), REAL[1]: fabricated(REAL[1])})
+
+    result = refused(
+        world, f"{REAL[1]} changes a recording that {UPSTREAM}@{world.head_sha[:12]} already has"
+    )
+
+    assert "recording(s) OK" in result.stdout  # the fingerprint still matches: verify passed it
+    assert "schedule-record-workflow.sh" in result.stdout
+
+
+def test_a_new_recording_for_a_test_that_did_not_miss_is_refused(world: World) -> None:
+    world.make_artifact({name: real(name) for name in REAL}, misses=[node_id_of(REAL[0])])
+
+    refused(
+        world,
+        f"{REAL[1]} is a new recording for {node_id_of(REAL[1])}, which the replay run did not "
+        "list as a miss (misses.txt)",
+    )
+
+
+def test_a_new_recording_that_belongs_to_no_test_is_refused(world: World) -> None:
+    world.make_artifact({REAL[0]: real(REAL[0]), SHARED: real(SHARED)})
+
+    refused(world, f"{SHARED} is a new recording that belongs to no test")
+
+
+def test_an_artifact_without_the_misses_list_is_refused(world: World) -> None:
+    (world.artifact / "misses.txt").unlink()
+
+    refused(world, "the artifact has no misses.txt")
+
+
+@pytest.mark.parametrize("line", ["-p evil_plugin", "tests/x.py::t\x1b[2J", "x" * 10])
+def test_a_misses_list_with_a_line_that_is_no_node_id_is_refused(world: World, line: str) -> None:
+    world.write_misses([*(node_id_of(name) for name in REAL), line])
+
+    refused(world, "misses.txt, line 3:")
+
+
+def test_head_on_the_default_branch_is_refused(world: World) -> None:
+    """A pull request from this repository's main (into a release branch, say)."""
+    world.git(
+        "push", "-q", str(world.upstream), f"{world.head_sha}:refs/heads/main", cwd=world.head
+    )
+    world.pull["head"]["ref"] = "main"
+    world.manifest["head_branch"] = "main"
+    world.write_manifest()
+    before = world.tip(branch="main")
+
+    result = world.run(RUN_HEAD_BRANCH="main", RECORDINGS_PUSH_TOKEN=PUSH_TOKEN)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"::error::the head of pull request #42 is {UPSTREAM}@main, the default branch of "
+        f"{UPSTREAM}; a pull request's recordings are never pushed to a default or protected "
+        "branch" in result.stdout
+    )
+    assert world.tip(branch="main") == before
+
+
+def test_head_on_a_protected_branch_is_refused(world: World) -> None:
+    world.repos[UPSTREAM]["protected"] = ["feature"]
+
+    refused(world, f"is {UPSTREAM}@feature, a protected branch", RECORDINGS_PUSH_TOKEN=PUSH_TOKEN)
+
+
+def test_head_on_a_forks_default_branch_is_refused(world: World) -> None:
+    world.make_fork_pull_request(maintainer_can_modify=True)
+    world.git("push", "-q", str(world.fork), f"{world.head_sha}:refs/heads/main", cwd=world.head)
+    world.pull["head"]["ref"] = "main"
+    world.manifest["head_branch"] = "main"
+    world.write_manifest()
+    before = world.tip(world.fork, "main")
+
+    result = world.run(RUN_HEAD_BRANCH="main", RECORDINGS_PUSH_TOKEN=PUSH_TOKEN)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"::error::the head of pull request #42 is {FORK}@main, the default branch" in (
+        result.stdout
+    )
+    assert world.tip(world.fork, "main") == before
+
+
+def with_number(name: str, value: str) -> bytes:
+    """The committed recording at `name` with one number of its answer written as `value`."""
+    text = real(name).decode()
+    changed = re.sub(r'"completion_tokens": \d+', f'"completion_tokens": {value}', text, count=1)
+    assert changed != text
+    return changed.encode()
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_recording_with_nan_or_infinity_is_refused(world: World, value: str) -> None:
+    (world.artifact / REAL[0]).write_bytes(with_number(REAL[0], value))
+
+    refused(world, f"{REAL[0]} holds {value}")
+
+
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("levels", [200_000, 100])
+def test_a_recording_nested_too_deeply_is_refused_without_a_traceback(
+    world: World, levels: int
+) -> None:
+    text = real(REAL[0]).decode().replace('"logprobs": null', f'"logprobs": {nested(levels)}')
+    (world.artifact / REAL[0]).write_text(text)
+
+    result = refused(world, f"{REAL[0]} nests more than 64 levels deep, so it is no recording")
+
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_manifest_nested_too_deeply_is_refused_without_a_traceback(world: World) -> None:
+    (world.artifact / "manifest.json").write_text(nested(200_000))
+
+    result = refused(world, "manifest.json nests more than 64 levels deep")
+
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_recording_holding_a_json_escaped_credential_is_refused(world: World) -> None:
+    """The gate runs `harness recordings verify`, which decodes escapes before it looks."""
+    key = "sk\\u002dproj-" + "Ab3dEf6hIj9kLm2nOp5q"  # sk-proj-..., with "-" escaped
+    text = real(REAL[0]).decode().replace("You said: Name one primary colour.", key)
+    (world.artifact / REAL[0]).write_text(text)
+
+    result = refused(world, "harness recordings verify found problems")
+
+    assert "looks like it holds a secret: sk- API key" in result.stdout
+
+
 def test_head_commit_made_by_this_script_is_not_recorded_on_again(world: World) -> None:
     world.write_in(world.head, "recordings/tests/m/x.json", "{}\n")
     world.git("add", ".", cwd=world.head)
@@ -640,6 +793,238 @@ def test_fork_without_the_push_token_is_refused_naming_the_secret(world: World) 
     refused(world, "needs the repository secret RECORDINGS_PUSH_TOKEN")
 
 
+# ---------------------------------------------------------------- dispatched re-records
+# record-integration-tests.yml: the `target` job runs --check-target, the `push` job --dispatch.
+
+
+def make_dispatch_artifact(world: World, files: dict[str, bytes]) -> None:
+    """The artifact of the record job: the collector's manifest without "pr", no misses list."""
+    world.make_artifact(files)
+    (world.artifact / "misses.txt").unlink()
+    del world.manifest["pr"]
+    world.write_manifest()
+
+
+def dispatch(world: World, *args: str, **env: str) -> Result:
+    """The push job's step: recorded on acme@feature, dispatched on feature, for inference."""
+    inputs = {
+        "TARGET_REPO": UPSTREAM,
+        "TARGET_BRANCH": "feature",
+        "TARGET_SHA": world.head_sha,
+        "DISPATCH_REF": "feature",
+        "TEST_PROVIDER": "ollama",
+        "TEST_SUBDIRS": "inference",
+        "TEST_SUITE": "",
+        **env,
+    }
+    return world.run(*(args or ("--dispatch", str(world.artifact))), **inputs)
+
+
+def on_branch(world: World, repo: Path, branch: str) -> None:
+    """The recorded commit is also the tip of `branch` in `repo`; the artifact says so."""
+    world.git(
+        "push", "-q", "-f", str(repo), f"{world.head_sha}:refs/heads/{branch}", cwd=world.head
+    )
+    world.manifest["head_branch"] = branch
+    world.write_manifest()
+
+
+def test_dispatch_commits_new_and_changed_recordings_naming_each(world: World) -> None:
+    """A re-record in record mode rewrites what exists: changed recordings are its purpose."""
+    world.move_head("Older recording", **{REAL[1]: '{"older": true}\n'})
+    make_dispatch_artifact(world, {name: real(name) for name in REAL})
+    before = world.tip()
+
+    result = dispatch(world)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.git("rev-parse", "feature^", cwd=world.upstream) == before
+    assert f"Pushed {world.tip()[:12]} to {UPSTREAM}@feature: 1 new, 1 changed" in result.stdout
+    message = world.git("log", "-1", "--format=%B", "feature", cwd=world.upstream)
+    lines = message.splitlines()
+    assert lines[0] == "Re-record integration tests with ollama (subdirs: inference, suite: all)"
+    assert f"ran the tests of {UPSTREAM}@{before[:12]} against" in message
+    assert f"new:     {REAL[0]}" in lines
+    assert f"changed: {REAL[1]}" in lines
+    assert lines[-1] == f"Re-recorded-in-run: {RUN_URL}"
+    assert (
+        world.git("show", f"feature:{REAL[1]}", cwd=world.upstream)
+        == real(REAL[1]).decode().strip()
+    )
+
+
+def test_dispatch_on_the_default_branch_pushes_there(world: World) -> None:
+    """The maintainer ran the workflow on main to re-record main."""
+    on_branch(world, world.upstream, "main")
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    world.manifest["head_branch"] = "main"
+    world.write_manifest()
+
+    result = dispatch(world, TARGET_BRANCH="main", DISPATCH_REF="main")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.git("rev-parse", "main^", cwd=world.upstream) == world.head_sha
+    assert REAL[0] in files_on(world, "main", world.upstream)
+
+
+def test_dispatch_to_the_default_branch_from_another_branch_is_refused(world: World) -> None:
+    on_branch(world, world.upstream, "main")
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    world.manifest["head_branch"] = "main"
+    world.write_manifest()
+    before = world.tip(world.upstream, "main")
+
+    result = dispatch(world, TARGET_BRANCH="main", DISPATCH_REF="feature")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"::error::{UPSTREAM}@main is the default branch of {UPSTREAM}; a re-record is pushed "
+        "to a default or protected branch only when the workflow is dispatched on that branch"
+    ) in result.stdout
+    assert world.tip(world.upstream, "main") == before
+
+
+@pytest.mark.parametrize(("dispatched", "pushed"), [("main", False), ("feature", True)])
+def test_dispatch_to_a_protected_branch_needs_to_be_dispatched_on_it(
+    world: World, dispatched: str, pushed: bool
+) -> None:
+    world.repos[UPSTREAM]["protected"] = ["feature"]
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    before = world.tip()
+
+    result = dispatch(world, DISPATCH_REF=dispatched)
+
+    assert (result.returncode == 0) == pushed, result.stdout + result.stderr
+    assert (world.tip() != before) == pushed
+    if not pushed:
+        assert f"::error::{UPSTREAM}@feature is a protected branch" in result.stdout
+
+
+def test_dispatch_never_pushes_to_a_forks_default_branch(world: World) -> None:
+    """Not even when the workflow ran on a branch of the same name: that was this repository's."""
+    world.make_fork_pull_request(maintainer_can_modify=True)
+    on_branch(world, world.fork, "main")
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    world.manifest["head_branch"] = "main"
+    world.write_manifest()
+    before = world.tip(world.fork, "main")
+
+    result = dispatch(
+        world,
+        TARGET_REPO=FORK,
+        TARGET_BRANCH="main",
+        DISPATCH_REF="main",
+        RECORDINGS_PUSH_TOKEN=PUSH_TOKEN,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"::error::{FORK}@main is the default branch of {FORK}" in result.stdout
+    assert world.tip(world.fork, "main") == before
+
+
+def test_dispatch_to_a_fork_is_pushed_with_the_push_token_only(world: World) -> None:
+    world.make_fork_pull_request(maintainer_can_modify=True)
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    before = world.tip()
+
+    without = dispatch(world, TARGET_REPO=FORK)
+    assert without.returncode == 1
+    assert "needs the repository secret RECORDINGS_PUSH_TOKEN" in without.stdout
+    assert world.tip() == before
+
+    result = dispatch(world, TARGET_REPO=FORK, RECORDINGS_PUSH_TOKEN=PUSH_TOKEN)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.git("rev-parse", "feature^", cwd=world.fork) == before
+
+
+def test_dispatch_refuses_recordings_of_tests_it_was_not_dispatched_for(world: World) -> None:
+    make_dispatch_artifact(world, {name: real(name) for name in REAL})
+    before = world.tip()
+
+    result = dispatch(world, TEST_SUBDIRS="prompts, vision/")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"::error::{REAL[0]} is a recording for '{node_id_of(REAL[0])}', outside the tests this "
+        "re-record was dispatched for (tests/integration/prompts/, tests/integration/vision/)"
+    ) in result.stdout
+    assert world.tip() == before
+
+
+def test_dispatch_commits_the_stacks_own_recordings_whatever_the_subdirs(world: World) -> None:
+    """The stack's start-up requests belong to no test, and every record run makes them."""
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0]), SHARED: real(SHARED)})
+
+    result = dispatch(world, TEST_SUBDIRS="inference")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {REAL[0], SHARED} <= set(files_on(world, "feature"))
+
+
+def test_dispatch_refuses_an_artifact_naming_another_commit(world: World) -> None:
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    before = world.tip()
+
+    result = dispatch(world, TARGET_SHA="f" * 40)
+
+    assert result.returncode == 1
+    assert "::error::manifest.json says head_sha" in result.stdout
+    assert world.tip() == before
+
+
+def test_dispatch_to_a_branch_that_moved_on_is_an_error_saying_to_dispatch_again(
+    world: World,
+) -> None:
+    make_dispatch_artifact(world, {REAL[0]: real(REAL[0])})
+    recorded = world.head_sha
+    world.git("commit", "-q", "--allow-empty", "-m", "Pushed while recording", cwd=world.head)
+    world.push_head()
+    moved = world.tip()
+
+    result = dispatch(world, TARGET_SHA=recorded)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"has moved on to {moved[:12]}; dispatch the workflow again" in result.stdout
+    assert world.tip() == moved
+
+
+def test_dispatch_reads_the_artifact_as_strictly_as_a_pull_requests(world: World) -> None:
+    make_dispatch_artifact(world, {REAL[0]: with_number(REAL[0], "NaN")})
+    before = world.tip()
+
+    result = dispatch(world)
+
+    assert result.returncode == 1
+    assert f"::error::{REAL[0]} holds NaN, which JSON does not allow" in result.stdout
+    assert world.tip() == before
+
+
+def test_check_target_pins_the_commit_to_record(world: World) -> None:
+    output = world.root / "github_output"
+
+    result = dispatch(world, "--check-target", GITHUB_OUTPUT=str(output))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output.read_text() == f"sha={world.head_sha}\n"
+
+
+def test_check_target_refuses_a_default_branch_before_anything_is_recorded(world: World) -> None:
+    output = world.root / "github_output"
+
+    result = dispatch(
+        world,
+        "--check-target",
+        TARGET_BRANCH="main",
+        DISPATCH_REF="feature",
+        GITHUB_OUTPUT=str(output),
+    )
+
+    assert result.returncode == 1
+    assert f"::error::{UPSTREAM}@main is the default branch of {UPSTREAM}" in result.stdout
+    assert not output.exists()
+
+
 # ---------------------------------------------------------------- usage
 
 
@@ -674,9 +1059,13 @@ def test_what_collect_uploads_is_what_commit_pushes(world: World) -> None:
     for name in REAL:
         world.write_in(world.head, name, (REPO_ROOT / name).read_text())
     shutil.rmtree(world.artifact)
+    misses = world.root / "misses.txt"  # as find-missing-recordings.sh leaves it
+    misses.write_text("".join(f"{node_id_of(name)}\n" for name in REAL))
     collect = subprocess.run(
         [
             str(REPO_ROOT / "scripts" / "github" / "collect-recordings-artifact.sh"),
+            "--misses",
+            str(misses),
             str(world.artifact),
         ],
         cwd=world.head,

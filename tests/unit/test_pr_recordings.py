@@ -1,6 +1,6 @@
 """The read-only half of re-recording on pull requests, run for real with a fake `pytest`.
 
-scripts/github/find-missing-recordings.sh, record-missing-recordings.sh and
+scripts/github/find-missing-recordings.sh, gather-misses.sh, record-missing-recordings.sh and
 collect-recordings-artifact.sh run in the pull_request workflow (record-pr-recordings.yml). The
 fake pytest logs its arguments and inference mode and writes the misses file it is told to;
 collecting runs in a real git repository. The trusted half is in
@@ -25,6 +25,7 @@ SCRIPTS = REPO_ROOT / "scripts" / "github"
 FIND = SCRIPTS / "find-missing-recordings.sh"
 RECORD = SCRIPTS / "record-missing-recordings.sh"
 COLLECT = SCRIPTS / "collect-recordings-artifact.sh"
+GATHER = SCRIPTS / "gather-misses.sh"
 
 FAKE_PYTEST = """\
 import json, os, sys
@@ -182,12 +183,85 @@ def test_find_fails_when_the_list_cannot_be_trusted(
     assert not runner.output.exists()
 
 
+def test_find_writes_the_list_into_a_folder_it_makes(runner: Runner) -> None:
+    """Each replay shard writes its list under a folder of its own, uploaded as an artifact."""
+    shard = runner.root / "misses" / "vision.txt"
+
+    done = runner.run(FIND, str(shard), "--suite", "vision", state={"exit": 1, "misses": MISSED})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert shard.read_text().splitlines() == MISSED
+    assert runner.calls()[0]["args"][-3:] == ["--suite", "vision", "tests/integration"]
+
+
 def test_find_without_a_file_is_a_usage_error(runner: Runner) -> None:
     done = runner.run(FIND)
 
     assert done.returncode == 2
     assert "Usage:" in done.stderr
     assert runner.calls() == []
+
+
+# ---------------------------------------------------------------- gather-misses.sh
+
+VISION_MISS = "tests/integration/vision/test_vision.py::test_image_as_a_data_url[vis=x]"
+
+
+def shards(runner: Runner, **lists: list[str]) -> Path:
+    """A folder as download-artifact leaves it: one <shard>.txt per replay shard."""
+    folder = runner.root / "shards"
+    folder.mkdir(exist_ok=True)
+    for name, ids in lists.items():
+        (folder / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return folder
+
+
+def test_gather_lists_the_misses_of_every_shard_each_once(runner: Runner) -> None:
+    folder = shards(runner, vision=[VISION_MISS, MISSED[0]], base=[*MISSED, ""])
+
+    done = runner.run(GATHER, str(folder), str(runner.misses))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert runner.misses.read_text().splitlines() == [*MISSED, VISION_MISS]
+    assert runner.output.read_text() == "count=3\n"
+    assert "3 test(s) missed a recording in 2 shard(s)" in done.stdout
+
+
+def test_gather_with_no_miss_in_any_shard_writes_an_empty_list(runner: Runner) -> None:
+    folder = shards(runner, base=[], vision=[])
+
+    done = runner.run(GATHER, str(folder), str(runner.misses))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert runner.misses.read_text() == ""
+    assert runner.output.read_text() == "count=0\n"
+
+
+@pytest.mark.parametrize(
+    ("lists", "message"),
+    [
+        ({}, "holds no shard's misses file"),
+        ({"base": [MISSED[0], "--pdb"]}, "base.txt holds '--pdb', which is not a node id"),
+    ],
+)
+def test_gather_fails_when_the_list_cannot_be_trusted(
+    runner: Runner, lists: dict[str, list[str]], message: str
+) -> None:
+    folder = shards(runner, **lists)
+
+    done = runner.run(GATHER, str(folder), str(runner.misses))
+
+    assert done.returncode == 1
+    assert "::error::gather-misses: " in done.stdout
+    assert message in done.stdout
+    assert not runner.output.exists()
+
+
+def test_gather_without_the_shards_folder_fails(runner: Runner) -> None:
+    done = runner.run(GATHER, str(runner.root / "nowhere"), str(runner.misses))
+
+    assert done.returncode == 1
+    assert "did the replay shards upload their misses?" in done.stdout
 
 
 # ---------------------------------------------------------------- record-missing-recordings.sh
@@ -278,9 +352,9 @@ class Clone:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
 
-    def collect(self, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    def collect(self, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(COLLECT), str(out)],
+            [str(COLLECT), *map(str, args)],
             cwd=self.work / "recordings",  # any folder of the checkout will do
             env={
                 **os.environ,
@@ -337,10 +411,50 @@ def test_collect_with_nothing_new_writes_the_manifest_alone(tmp_path: Path) -> N
     assert json.loads((out / "manifest.json").read_text())["files"] == []
 
 
+def test_collect_carries_the_misses_list_beside_the_recordings(tmp_path: Path) -> None:
+    clone = Clone(tmp_path)
+    clone.write("recordings/tests/m/new.json", '{"new": true}\n')
+    misses = tmp_path / "misses.txt"
+    misses.write_text("\n".join(MISSED) + "\n")
+    out = tmp_path / "artifact"
+
+    done = clone.collect("--misses", misses, out)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert files_under(out) == ["manifest.json", "misses.txt", "recordings/tests/m/new.json"]
+    assert (out / "misses.txt").read_text() == misses.read_text()
+
+
+def test_collect_for_a_dispatched_re_record_names_no_pull_request(tmp_path: Path) -> None:
+    clone = Clone(tmp_path)
+    clone.write("recordings/tests/m/old.json", '{"old": false}\n')
+    out = tmp_path / "artifact"
+
+    done = clone.collect(out, PR_NUMBER="")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((out / "manifest.json").read_text()) == {
+        "head_repo": "alice/stack-harness",
+        "head_branch": "feature",
+        "head_sha": clone.sha,
+        "files": ["recordings/tests/m/old.json"],
+    }
+
+
+def test_collect_takes_the_output_folder_relative_to_where_it_runs(tmp_path: Path) -> None:
+    clone = Clone(tmp_path)
+    clone.write("recordings/tests/m/new.json", "{}\n")
+
+    done = clone.collect("../../artifact")  # from head/recordings: tmp_path/artifact
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert files_under(tmp_path / "artifact") == ["manifest.json", "recordings/tests/m/new.json"]
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"PR_HEAD_SHA": "0" * 40}, "not at the pull request's head"),
+        ({"PR_HEAD_SHA": "0" * 40}, "not at the recorded branch's head"),
         ({"PR_NUMBER": "42; rm"}, "not a pull request number"),
         ({"PR_HEAD_BRANCH": ""}, "PR_HEAD_BRANCH is not set"),
     ],
@@ -358,7 +472,7 @@ def test_collect_refuses_a_checkout_or_environment_that_does_not_match(
     assert not (tmp_path / "artifact" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("script", [FIND, RECORD, COLLECT], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [FIND, GATHER, RECORD, COLLECT], ids=lambda p: p.name)
 def test_scripts_are_executable_and_strict(script: Path) -> None:
     assert os.access(script, os.X_OK)
     assert "set -euo pipefail" in script.read_text()

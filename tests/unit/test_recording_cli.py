@@ -115,6 +115,87 @@ def test_verify_fails_listing_tampered_malformed_and_secret_files(
     assert "3 problem(s) in 3 recording(s)" in out
 
 
+# Credential shapes, assembled from parts so that no secret scanner reads one in this file.
+CREDENTIALS = {
+    "sk- API key": "sk-" + "proj-" + "Ab3dEf6hIj9kLm2nOp5q",
+    "Google API key": "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+    "AWS access key": "AKIA" + "IOSFODNN7EXAMPLE",
+    "GitHub token": "ghp_" + "a1B2" * 9,
+    "GitHub fine-grained token": "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmn",
+    "Slack token": "xoxb-" + "123456789012-1234567890123-AbCdEfGhIjKl",
+    "JSON web token": "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl",
+}
+
+
+def escaped(text: str, index: int = 2) -> str:
+    """`text` with one character written as a JSON \\uXXXX escape, as a JSON encoder may."""
+    return f"{text[:index]}\\u{ord(text[index]):04x}{text[index + 1 :]}"
+
+
+def put_in_response(path: Path, text: str) -> None:
+    """Write `text` verbatim into the recording's response body (the fingerprint stays right)."""
+    data = json.loads(path.read_text())
+    data["response"]["body"] = {"note": "PLACEHOLDER"}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True).replace("PLACEHOLDER", text))
+
+
+@pytest.mark.parametrize("name", sorted(CREDENTIALS))
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param(lambda token: token, id="plain"),
+        pytest.param(escaped, id="json-escaped"),
+        pytest.param(lambda token: escaped(token, 0), id="first-character-escaped"),
+        # Inside a stream chunk's JSON, itself a string of the recording's JSON: escaped twice.
+        pytest.param(lambda token: escaped(token).replace("\\", "\\\\"), id="escaped-twice"),
+    ],
+)
+def test_verify_finds_each_credential_shape_however_it_is_escaped(
+    recordings: Path, capsys: pytest.CaptureFixture[str], name: str, spelling: object
+) -> None:
+    token = CREDENTIALS[name]
+    written = spelling(token)  # type: ignore[operator]
+    leaky = sorted(recordings.rglob("*.json"))[0]
+    put_in_response(leaky, written)
+    if written != token:
+        assert token not in leaky.read_text()  # only a decoder sees the credential
+
+    assert run(["recordings", "verify", "--dir", str(recordings)]) == 1
+    out = capsys.readouterr().out
+    relative = leaky.relative_to(recordings).as_posix()
+    assert f"{relative}: looks like it holds a secret: {name}" in out
+    assert "1 problem(s) in 3 recording(s)" in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer <redacted>",
+        "Authorization: Bearer \\u003credacted\\u003e",
+        "Authorization: Bearer replay-needs-no-key",
+        "the key is <redacted>; sk-short; task-management-and-scheduling",
+        # Base64 image data that happens to hold "AIza", in a run longer than a key.
+        "data:image/png;base64,iVBORw0KGgo/AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6QxYz",
+    ],
+)
+def test_verify_does_not_take_the_harness_placeholders_for_credentials(
+    recordings: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    put_in_response(sorted(recordings.rglob("*.json"))[0], text)
+
+    assert run(["recordings", "verify", "--dir", str(recordings)]) == 0
+    assert "3 recording(s) OK" in capsys.readouterr().out
+
+
+def test_verify_passes_on_the_projects_committed_recordings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    committed = Path(__file__).resolve().parents[2] / "recordings"
+
+    assert run(["recordings", "verify", "--dir", str(committed)]) == 0
+    assert "recording(s) OK" in capsys.readouterr().out
+
+
 def test_verify_flags_a_recording_in_the_wrong_module_directory(
     recordings: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

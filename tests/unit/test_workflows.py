@@ -1,25 +1,28 @@
-"""The GitHub workflows: parsed structure, and their shell steps run for real.
+"""The GitHub workflows: the policies they must keep, and their shell steps run for real.
 
 GitHub only runs these files on its own machines, so a typo in an input name or a broken shell
-step would surface after a push. These tests pin the contract with the scheduling script (the
-inputs it passes with `-f`), the CI matrix, and execute the record workflow's shell steps with
-bash, a fake pytest and a real git remote, the way the runner would.
+step would surface after a push. These tests check the policies (actions pinned, checkouts
+without credentials, which job may hold a secret or push, and that such a job never runs the
+branch's code), the contract with the scheduling script (the inputs it passes with `-f`), and
+execute the record workflow's shell steps with bash and a fake pytest, the way the runner would.
+The workflows run end to end, jobs and artifacts included, in test_workflow_runs.py.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from harness.setups import SETUPS
-from tests.support.git import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -65,6 +68,16 @@ def record() -> dict:
 @pytest.fixture(scope="module")
 def record_job(record: dict) -> dict:
     return record["jobs"]["record"]
+
+
+@pytest.fixture(scope="module")
+def target_job(record: dict) -> dict:
+    return record["jobs"]["target"]
+
+
+@pytest.fixture(scope="module")
+def push_job(record: dict) -> dict:
+    return record["jobs"]["push"]
 
 
 # ---------------------------------------------------------------- every workflow
@@ -150,36 +163,23 @@ def test_ci_runs_on_push_and_pull_request(ci: dict) -> None:
     assert {"push", "pull_request"} <= set(triggers(ci))
 
 
-def test_ci_matrix_covers_server_and_library_mode_on_both_pythons(ci: dict) -> None:
-    matrix = ci["jobs"]["integration"]["strategy"]["matrix"]
-
-    assert matrix["stack-config"] == ["server:starter", "starter"]
-    # Strings, not floats: YAML would read 3.10 as 3.1.
-    assert matrix["python-version"] == ["3.11", "3.12"]
-
-
-def test_ci_replays_the_integration_tests_then_verifies_the_recordings(ci: dict) -> None:
-    job = ci["jobs"]["integration"]
-    commands = run_commands(job)
-
-    assert job["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "replay"
-    assert step(job, "Replay the integration tests")["env"] == {
-        "STACK_CONFIG": "${{ matrix.stack-config }}"
-    }
-    assert commands == [
-        "pip install -e '.[test]'",
-        'pytest --stack-config="$STACK_CONFIG" tests/integration',
-        "harness recordings verify",
+def test_ci_replays_and_never_records(ci: dict) -> None:
+    """CI has no provider and no key: every job that names a mode replays."""
+    modes = [
+        job.get("env", {}).get("LLAMA_STACK_TEST_INFERENCE_MODE") for job in ci["jobs"].values()
     ]
-    setup_python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-"))
-    assert setup_python["with"]["python-version"] == "${{ matrix.python-version }}"
+
+    assert "replay" in modes
+    assert set(modes) <= {"replay", None}
+    assert "secrets." not in (WORKFLOWS / "integration-tests.yml").read_text()
 
 
-def test_ci_runs_the_unit_and_plugin_tests_on_both_pythons(ci: dict) -> None:
-    job = ci["jobs"]["unit"]
-
-    assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12"]
-    assert "pytest tests/unit tests/plugin" in run_commands(job)
+@pytest.mark.parametrize("name", [p.name for p in WORKFLOW_FILES])
+def test_python_versions_in_a_matrix_are_strings(name: str) -> None:
+    """YAML reads 3.10 as the number 3.1."""
+    for job in load(name)["jobs"].values():
+        versions = (job.get("strategy") or {}).get("matrix", {}).get("python-version", [])
+        assert all(isinstance(v, str) for v in versions), versions
 
 
 def test_ci_only_reads_the_repository(ci: dict) -> None:
@@ -211,13 +211,19 @@ def test_record_provider_choices_match_the_script(record: dict) -> None:
 
     assert valid is not None
     assert provider["type"] == "choice"
-    assert provider["options"] == valid.group(1).split() == ["ollama", "vllm"]
-    assert provider["default"] == "ollama"
+    assert provider["options"] == valid.group(1).split()
+    assert provider["default"] in provider["options"]
 
 
-def test_record_workflow_may_push_contents_from_its_job_only(record: dict) -> None:
+def test_record_workflow_records_read_only_and_pushes_from_a_job_of_its_own(record: dict) -> None:
+    jobs = record["jobs"]
+
     assert record["permissions"] == {}
-    assert record["jobs"]["record"]["permissions"] == {"contents": "write"}
+    assert jobs["target"]["permissions"] == {"contents": "read"}
+    assert jobs["record"]["permissions"] == {"contents": "read"}
+    assert jobs["push"]["permissions"] == {"contents": "write"}
+    assert set(jobs["push"]["needs"]) == {"target", "record"}
+    assert jobs["record"]["needs"] == "target"
 
 
 def test_record_starts_ollama_as_a_service_with_the_setup_models(record_job: dict) -> None:
@@ -242,31 +248,54 @@ def test_record_starts_vllm_with_the_setup_model(record_job: dict) -> None:
     assert f"VLLM_URL={vllm.env['VLLM_URL']}" in start
 
 
-def test_record_records_then_verifies_then_commits(record_job: dict) -> None:
+def test_record_job_records_then_verifies_then_uploads_what_the_push_job_validates(
+    record_job: dict, push_job: dict
+) -> None:
     names = [s.get("name") for s in record_job["steps"]]
-    record_step = step(record_job, "Record")
+    upload = step(record_job, "Upload the recordings for the push job")
+    download = uses(push_job, "actions/download-artifact")
+    validate = step(push_job, "Validate the recordings and push them to the branch")
 
-    assert record_step["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "record"
-    assert step(record_job, "Verify the recordings")["run"].strip() == "harness recordings verify"
+    assert step(record_job, "Record")["env"]["LLAMA_STACK_TEST_INFERENCE_MODE"] == "record"
     assert (
         names.index("Record")
         < names.index("Verify the recordings")
-        < names.index("Commit the recordings to the branch")
+        < names.index("Collect the recordings that changed, and the manifest")
+        < names.index("Upload the recordings for the push job")
     )
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert download["with"]["path"].startswith("${{ runner.temp }}/")
+    assert "--dispatch" in validate["run"]
+    assert validate["env"]["RECORDINGS_PUSH_TOKEN"] == "${{ secrets.RECORDINGS_PUSH_TOKEN }}"
 
 
-def test_record_inputs_reach_shell_steps_only_through_the_environment(record_job: dict) -> None:
-    for s in record_job["steps"]:
+@pytest.mark.parametrize("job", ["target", "record", "push"])
+def test_record_inputs_reach_shell_steps_only_through_the_environment(
+    record: dict, job: str
+) -> None:
+    for s in record["jobs"][job]["steps"]:
         assert "${{" not in s.get("run", ""), f"step {s.get('name')!r} splices an expression"
 
 
-def test_record_checks_out_the_resolved_fork_branch(record_job: dict) -> None:
-    checkout = step(record_job, "Check out the branch")
+def test_record_job_records_the_commit_the_target_job_pinned(
+    target_job: dict, record_job: dict, push_job: dict
+) -> None:
+    checkout = step(record_job, "Check out the branch at the commit to record")
+    scripts = step(record_job, "Check out this workflow's scripts beside it")
+    collect = step(record_job, "Collect the recordings that changed, and the manifest")
+    validate = step(push_job, "Validate the recordings and push them to the branch")
 
-    assert checkout["uses"].startswith("actions/checkout@")
-    assert checkout["with"]["repository"] == "${{ steps.target.outputs.repository }}"
-    assert checkout["with"]["ref"] == "${{ steps.target.outputs.branch }}"
-    assert checkout["with"]["persist-credentials"] is False
+    assert target_job["outputs"]["sha"] == "${{ steps.check.outputs.sha }}"
+    assert (
+        "--check-target"
+        in step(target_job, "Check that the branch may be pushed to, and pin its commit")["run"]
+    )
+    assert checkout["with"]["repository"] == "${{ needs.target.outputs.repository }}"
+    assert checkout["with"]["ref"] == "${{ needs.target.outputs.sha }}"
+    assert collect["env"]["PR_HEAD_SHA"] == validate["env"]["TARGET_SHA"] == checkout["with"]["ref"]
+    # The collector comes from this workflow's commit: the recorded branch may predate it.
+    assert "ref" not in scripts["with"] and "repository" not in scripts["with"]
+    assert collect["run"].split()[0].startswith(scripts["with"]["path"] + "/scripts/github/")
 
 
 # ---------------------------------------------------------------- the record steps, executed
@@ -298,7 +327,7 @@ def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     ],
 )
 def test_resolve_step_outputs_repository_branch_and_fork(
-    record_job: dict,
+    target_job: dict,
     tmp_path: Path,
     inputs: dict[str, str],
     expected_repo: str,
@@ -317,7 +346,7 @@ def test_resolve_step_outputs_repository_branch_and_fork(
     }
 
     done = run_step(
-        step(record_job, "Resolve the repository and branch to record on")["run"], tmp_path, env
+        step(target_job, "Resolve the repository and branch to record on")["run"], tmp_path, env
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -336,7 +365,7 @@ def test_resolve_step_outputs_repository_branch_and_fork(
     ],
 )
 def test_resolve_step_rejects_malformed_inputs(
-    record_job: dict, tmp_path: Path, inputs: dict[str, str], message: str
+    target_job: dict, tmp_path: Path, inputs: dict[str, str], message: str
 ) -> None:
     env = {
         "INPUT_BRANCH": "",
@@ -348,7 +377,7 @@ def test_resolve_step_rejects_malformed_inputs(
     }
 
     done = run_step(
-        step(record_job, "Resolve the repository and branch to record on")["run"], tmp_path, env
+        step(target_job, "Resolve the repository and branch to record on")["run"], tmp_path, env
     )
 
     assert done.returncode == 1
@@ -493,83 +522,11 @@ def test_record_step_rejects_a_suite_that_is_not_a_suite_name(
     assert not log.exists()
 
 
-class Checkout:
-    """A clone of a bare 'GitHub' repository, as actions/checkout leaves it (no credentials)."""
-
-    REPOSITORY = "alice/stack-harness"
-
-    def __init__(self, root: Path) -> None:
-        self.remote = root / "remote.git"
-        self.work = root / "work"
-        self.env = {
-            "HOME": str(root),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "Tester",
-            "GIT_AUTHOR_EMAIL": "tester@example.com",
-            "GIT_COMMITTER_NAME": "Tester",
-            "GIT_COMMITTER_EMAIL": "tester@example.com",
-            # The step pushes to https://x-access-token:<token>@github.com/<repo>.git; send that
-            # URL to the bare repository instead.
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": f"url.{self.remote}.insteadOf",
-            "GIT_CONFIG_VALUE_0": f"https://x-access-token:tok@github.com/{self.REPOSITORY}.git",
-        }
-        self.git("init", "--bare", "-q", "-b", "main", str(self.remote), cwd=root)
-        self.git("clone", "-q", str(self.remote), str(self.work), cwd=root)
-        self.git("checkout", "-q", "-b", "feature")
-        (self.work / "recordings").mkdir()
-        (self.work / "recordings" / "old.json").write_text("{}\n")
-        self.git("add", "recordings")
-        self.git("commit", "-q", "-m", "initial")
-        self.git("push", "-q", "origin", "feature")
-
-    def git(self, *args: str, cwd: Path | None = None) -> str:
-        return git(*args, cwd=cwd or self.work, env=self.env)
-
-    def commit_step(self, script: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            **self.env,
-            "PUSH_TOKEN": "tok",
-            "REPOSITORY": self.REPOSITORY,
-            "BRANCH": "feature",
-            "TEST_PROVIDER": "ollama",
-            "TEST_SUBDIRS": "inference",
-            "TEST_SUITE": "",
-        }
-        return run_step(script, self.work, env)
-
-
-def test_commit_step_pushes_changed_recordings_to_the_branch(
-    record_job: dict, tmp_path: Path
-) -> None:
-    checkout = Checkout(tmp_path)
-    (checkout.work / "recordings" / "new.json").write_text('{"new": true}\n')
-    (checkout.work / "unrelated.txt").write_text("not a recording\n")
-
-    done = checkout.commit_step(step(record_job, "Commit the recordings to the branch")["run"])
-
-    assert done.returncode == 0, done.stderr
-    files = checkout.git("ls-tree", "-r", "--name-only", "feature", cwd=checkout.remote)
-    assert files.splitlines() == ["recordings/new.json", "recordings/old.json"]
-    message = checkout.git("log", "-1", "--format=%s", "feature", cwd=checkout.remote)
-    assert message == "Re-record integration tests with ollama (subdirs: inference, suite: all)"
-
-
-def test_commit_step_skips_when_nothing_changed(record_job: dict, tmp_path: Path) -> None:
-    checkout = Checkout(tmp_path)
-    before = checkout.git("rev-parse", "feature", cwd=checkout.remote)
-
-    done = checkout.commit_step(step(record_job, "Commit the recordings to the branch")["run"])
-
-    assert done.returncode == 0, done.stderr
-    assert "nothing to commit" in done.stdout
-    assert checkout.git("rev-parse", "feature", cwd=checkout.remote) == before
-
-
 # ---------------------------------------------------------------- re-recording on pull requests
-# record-pr-recordings.yml (pull_request, read-only) replays, records what missed and uploads it;
-# commit-pr-recordings.yml (workflow_run, may push) validates the artifact and commits it. The
-# scripts they call are tested in test_pr_recordings.py and test_commit_recordings_artifact.py.
+# record-pr-recordings.yml (pull_request, read-only) replays in one job per suite, records what
+# missed in any of them and uploads it; commit-pr-recordings.yml (workflow_run, may push)
+# validates the artifact and commits it. The scripts they call are tested in
+# test_pr_recordings.py and test_commit_recordings_artifact.py.
 
 ARTIFACT_PATH = "${{ runner.temp }}/pr-recordings"
 
@@ -582,6 +539,11 @@ def record_pr() -> dict:
 @pytest.fixture(scope="module")
 def record_pr_job(record_pr: dict) -> dict:
     return record_pr["jobs"]["record-missing"]
+
+
+@pytest.fixture(scope="module")
+def replay_pr_job(record_pr: dict) -> dict:
+    return record_pr["jobs"]["replay"]
 
 
 @pytest.fixture(scope="module")
@@ -609,43 +571,50 @@ def test_pr_recording_runs_on_pull_requests_with_a_read_only_token_and_no_secret
     assert "secrets." not in (WORKFLOWS / "record-pr-recordings.yml").read_text()
 
 
-def test_pr_recording_checks_out_the_head_and_keeps_no_credentials(record_pr_job: dict) -> None:
-    checkout = uses(record_pr_job, "actions/checkout")
+def test_pr_recording_checks_out_the_head_in_every_job(record_pr: dict) -> None:
+    """The head, not the merge commit: the recordings are committed to the head branch."""
+    for job in record_pr["jobs"].values():
+        checkout = uses(job, "actions/checkout")
+        assert checkout["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
 
-    assert checkout["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
-    assert checkout["with"]["persist-credentials"] is False
+
+def pyproject_suites() -> dict[str, list[str]]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    suites = project["tool"]["stack-harness"]["suites"]
+    return {name: suite["roots"] for name, suite in suites.items()}
 
 
-def test_pr_recording_replays_then_records_the_misses_then_uploads(record_pr_job: dict) -> None:
-    replay = step(record_pr_job, "Replay and list the tests that miss a recording")
-    record_step = step(record_pr_job, "Record the tests that missed")
-    collect = step(record_pr_job, "Collect the new recordings and the manifest")
-    upload = uses(record_pr_job, "actions/upload-artifact")
-    steps = record_pr_job["steps"]
-
-    assert replay["run"] == 'scripts/github/find-missing-recordings.sh "$RUNNER_TEMP/misses.txt"'
-    assert record_step["if"] == f"steps.{replay['id']}.outputs.count != '0'"
-    assert record_step["run"].split() == [
-        "scripts/github/record-missing-recordings.sh",
-        "--ollama-image",
-        '"$OLLAMA_IMAGE"',
-        "\\",
-        '"$RUNNER_TEMP/misses.txt"',
+def test_pr_recording_replays_every_suite_and_the_suites_cover_the_integration_tests(
+    replay_pr_job: dict,
+) -> None:
+    """A test in no shard would never be replayed, so its misses never recorded."""
+    suites = pyproject_suites()
+    roots = [root.rstrip("/") + "/" for roots in suites.values() for root in roots]
+    modules = [
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "tests" / "integration").rglob("test_*.py")
     ]
-    assert collect["run"] == (
-        'scripts/github/collect-recordings-artifact.sh "$RUNNER_TEMP/pr-recordings"'
-    )
-    assert collect["env"] == {
-        "PR_NUMBER": "${{ github.event.pull_request.number }}",
-        "PR_HEAD_REPO": "${{ github.event.pull_request.head.repo.full_name }}",
-        "PR_HEAD_BRANCH": "${{ github.event.pull_request.head.ref }}",
-        "PR_HEAD_SHA": "${{ github.event.pull_request.head.sha }}",
-    }
-    assert "if" not in collect and "if" not in upload
-    assert upload["with"]["path"] == ARTIFACT_PATH
+
+    assert sorted(replay_pr_job["strategy"]["matrix"]["suite"]) == sorted(suites)
+    assert modules
+    for module in modules:
+        assert module.startswith(tuple(roots)), f"{module} is in no suite, so in no shard"
+
+
+def test_pr_recording_records_once_every_shard_uploaded_its_misses(
+    replay_pr_job: dict, record_pr_job: dict
+) -> None:
+    upload = uses(replay_pr_job, "actions/upload-artifact")
+    download = uses(record_pr_job, "actions/download-artifact")
+    shard_names = [
+        upload["with"]["name"].replace("${{ matrix.suite }}", suite)
+        for suite in replay_pr_job["strategy"]["matrix"]["suite"]
+    ]
+
+    assert record_pr_job["needs"] == "replay"  # every shard, and only when all succeeded
+    assert all(fnmatch.fnmatchcase(name, download["with"]["pattern"]) for name in shard_names)
+    assert download["with"]["merge-multiple"] is True
     assert upload["with"]["if-no-files-found"] == "error"
-    order = [steps.index(s) for s in (replay, record_step, collect, upload)]
-    assert order == sorted(order)
 
 
 def test_pr_recording_pins_the_same_ollama_as_the_record_workflow(
@@ -682,13 +651,12 @@ def test_commit_workflow_asks_only_for_the_permissions_it_uses(
     }
 
 
-def test_commit_workflow_validates_the_uploaded_artifact_with_the_default_branch_code(
+def test_commit_workflow_validates_the_uploaded_artifact_against_the_event(
     record_pr_job: dict, commit_pr_job: dict
 ) -> None:
-    upload = uses(record_pr_job, "actions/upload-artifact")
+    """What the manifest says is checked against the event, which the pull request cannot forge."""
+    upload = step(record_pr_job, "Upload the recordings artifact")
     download = uses(commit_pr_job, "actions/download-artifact")
-    checkout = uses(commit_pr_job, "actions/checkout")
-    setup_python = uses(commit_pr_job, "actions/setup-python")
     commit = step(
         commit_pr_job, "Validate the recordings and commit them to the pull request's branch"
     )
@@ -696,19 +664,11 @@ def test_commit_workflow_validates_the_uploaded_artifact_with_the_default_branch
     assert download["with"]["name"] == upload["with"]["name"]
     assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
     assert download["with"]["path"] == ARTIFACT_PATH
-    assert checkout["with"] == {"persist-credentials": False}  # github.sha: the default branch
-    assert "cache" not in setup_python["with"]
-    assert "pip install -e ." in run_commands(commit_pr_job)
-    assert commit["run"] == (
-        'python3 -I scripts/github/commit-recordings-artifact.py "$RUNNER_TEMP/pr-recordings"'
-    )
     assert commit["env"]["RUN_HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
     assert commit["env"]["RUN_HEAD_REPO"] == (
         "${{ github.event.workflow_run.head_repository.full_name }}"
     )
     assert commit["env"]["RUN_HEAD_BRANCH"] == "${{ github.event.workflow_run.head_branch }}"
-    assert commit["env"]["RECORDINGS_PUSH_TOKEN"] == "${{ secrets.RECORDINGS_PUSH_TOKEN }}"
-    assert commit["env"]["GH_TOKEN"] == "${{ github.token }}"
 
 
 # ---------------------------------------------------------------- jobs that may write
@@ -928,3 +888,160 @@ def test_write_job_check_treats_a_job_without_permissions_as_writing() -> None:
     assert trusted_job_problems(trusted(bad, permissions="write-all"))
     assert trusted_job_problems(trusted(bad, permissions={"contents": "read"})) == []
     assert trusted_job_problems(trusted(bad, permissions="read-all")) == []
+
+
+# ---------------------------------------------------------------- who runs the branch, who pushes
+# Code that runs in a job reaches everything the later steps of that job get: it can append to
+# $GITHUB_PATH (a `git` of its own in front of a push) or $GITHUB_ENV (BASH_ENV, sourced by every
+# later bash step). So a job that runs the recorded branch's code holds no secret and no token
+# that may write, and a job that holds either never runs that code: its checkouts are of the
+# workflow's own commit, it restores no cache the other could have written, and it takes nothing
+# from such a job but a downloaded artifact (no job output). test_workflow_runs.py runs the
+# attack against the real workflows.
+
+SECRET = re.compile(r"\bsecrets\.|\bgithub\.token\b|\bGITHUB_TOKEN\b")
+NEEDS_OUTPUT = re.compile(r"\bneeds\.([A-Za-z0-9_-]+)\.outputs\b")
+
+
+def checks_out_other_code(job: dict) -> bool:
+    """Whether a checkout of the job names a repository or ref: not the workflow's own commit."""
+    return any(
+        s.get("uses", "").startswith("actions/checkout@")
+        and ({"ref", "repository"} & set(s.get("with") or {}))
+        for s in job.get("steps", [])
+    )
+
+
+def runs_branch_code(workflow: dict, job: dict) -> bool:
+    """A pull_request workflow is the pull request's own code; else a checkout of another ref."""
+    return "pull_request" in triggers(workflow) or checks_out_other_code(job)
+
+
+def split_problems(workflow: dict) -> list[str]:
+    jobs = workflow["jobs"]
+    untrusted = {name for name, job in jobs.items() if runs_branch_code(workflow, job)}
+    problems = []
+    for name, job in jobs.items():
+        text = yaml.safe_dump(job)
+        writes, secret = may_write(workflow, job), bool(SECRET.search(text))
+        if name in untrusted:
+            if writes:
+                problems.append(f"job {name!r} runs the branch's code with a token that may write")
+            if secret:
+                problems.append(f"job {name!r} runs the branch's code and is handed a secret")
+            continue
+        if not (writes or secret):
+            continue
+        for s in job.get("steps", []):
+            where = f"job {name!r}, step {s.get('name') or s.get('uses')!r}"
+            action, given = s.get("uses", ""), s.get("with") or {}
+            if action.startswith("actions/setup-") and "cache" in given:
+                problems.append(f"{where} restores a cache a job running the branch may write")
+            if action.startswith("./"):
+                problems.append(f"{where} runs a local action")
+            if action.startswith("actions/download-artifact@") and not str(
+                given.get("path", "")
+            ).startswith("${{ runner.temp }}/"):
+                problems.append(f"{where} downloads into the checkout")
+        for source in sorted(set(NEEDS_OUTPUT.findall(text)) & untrusted):
+            problems.append(f"job {name!r} takes the outputs of {source!r}, which runs the branch")
+    return problems
+
+
+@pytest.mark.parametrize("name", [p.name for p in WORKFLOW_FILES])
+def test_no_job_both_runs_the_branchs_code_and_may_push_or_hold_a_secret(name: str) -> None:
+    assert split_problems(load(name)) == []
+
+
+def test_the_split_check_sees_which_record_job_runs_the_branch(record: dict) -> None:
+    """Not vacuous: it takes `record` for the branch's code and `push` for a job that writes."""
+    jobs = record["jobs"]
+
+    assert runs_branch_code(record, jobs["record"])
+    assert not runs_branch_code(record, jobs["push"])
+    assert not runs_branch_code(record, jobs["target"])
+    assert may_write(record, jobs["push"])
+    assert SECRET.search(yaml.safe_dump(jobs["push"]))
+
+
+BRANCH_CHECKOUT = {
+    "uses": f"{CHECKOUT}",
+    "with": {"ref": "${{ needs.target.outputs.sha }}", "persist-credentials": False},
+}
+OWN_CHECKOUT = {"uses": f"{CHECKOUT}", "with": {"persist-credentials": False}}
+RECORD = {"permissions": {"contents": "read"}, "steps": [BRANCH_CHECKOUT, {"run": "pytest"}]}
+
+
+def dispatched(**jobs: dict) -> dict:
+    return {"on": {"workflow_dispatch": {}}, "permissions": {}, "jobs": jobs}
+
+
+@pytest.mark.parametrize(
+    ("workflow", "expected"),
+    [
+        (
+            dispatched(record={**RECORD, "permissions": {"contents": "write"}}),
+            "runs the branch's code with a token that may write",
+        ),
+        (
+            dispatched(record={**RECORD, "env": {"T": "${{ secrets.RECORDINGS_PUSH_TOKEN }}"}}),
+            "runs the branch's code and is handed a secret",
+        ),
+        (
+            dispatched(record={**RECORD, "env": {"GH_TOKEN": "${{ github.token }}"}}),
+            "runs the branch's code and is handed a secret",
+        ),
+        (
+            {
+                "on": {"pull_request": {}},
+                "jobs": {"test": {"steps": [OWN_CHECKOUT, {"run": "pytest"}]}},
+            },
+            "runs the branch's code with a token that may write",  # no permissions: the default
+        ),
+        (
+            # A job that checks the branch out is a job that runs it, whatever it is named.
+            dispatched(push={"permissions": {"contents": "write"}, "steps": [BRANCH_CHECKOUT]}),
+            "runs the branch's code with a token that may write",
+        ),
+        (
+            dispatched(
+                push={
+                    "permissions": {"contents": "write"},
+                    "steps": [
+                        OWN_CHECKOUT,
+                        {"uses": "actions/setup-python@x", "with": {"cache": "pip"}},
+                    ],
+                }
+            ),
+            "restores a cache",
+        ),
+        (
+            dispatched(
+                record=RECORD,
+                push={
+                    "permissions": {"contents": "write"},
+                    "steps": [
+                        OWN_CHECKOUT,
+                        {"run": 'git push "$X"', "env": {"X": "${{ needs.record.outputs.where }}"}},
+                    ],
+                },
+            ),
+            "takes the outputs of 'record', which runs the branch",
+        ),
+        (
+            dispatched(
+                push={
+                    "permissions": {"contents": "write"},
+                    "steps": [OWN_CHECKOUT, {**DOWNLOAD, "with": {"name": "x", "path": "."}}],
+                }
+            ),
+            "downloads into the checkout",
+        ),
+    ],
+)
+def test_the_split_check_catches_a_job_that_would_hand_the_token_to_the_branch(
+    workflow: dict, expected: str
+) -> None:
+    problems = split_problems(workflow)
+
+    assert any(expected in problem for problem in problems), problems
