@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.stack.envsubst import EnvVarError, substitute_env
 from harness.stack.errors import StackConfigError
+from harness.stack.prompts_location import PromptsLocation, prompts_location, stack_flavour
 from harness.stack.providers.registry import known_apis, resolve_provider_type
 from harness.stack.run_config_model import (
     BackendConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "BackendConfig",
     "KVStoreRef",
     "ModelSpec",
+    "PromptsLocation",
     "ProviderConfig",
     "RunConfig",
     "SqlStoreRef",
@@ -39,8 +41,11 @@ __all__ = [
     "StorageConfig",
     "known_apis",
     "load_run_config",
+    "parse_run_config",
+    "prompts_location",
     "resolve_run_config_path",
     "run_config_from_providers",
+    "stack_flavour",
 ]
 
 DISTRIBUTIONS_DIR = Path(__file__).parent / "distributions"
