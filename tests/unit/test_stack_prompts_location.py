@@ -8,6 +8,7 @@ import sqlite3
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -20,6 +21,7 @@ from harness.stack.run_config import (
     prompts_location,
     stack_flavour,
 )
+from tests.support.stack_process import StackProcess, stack_env
 
 # What an OGX 1.5.0 user writes: distro_name, TLS waived, an explicit apis list, prompts in SQL.
 OGX_RUN_YAML = """
@@ -155,3 +157,28 @@ def test_the_reference_stack_reads_as_llama_stack_and_keeps_sql_prompts_where_og
     assert flavour == "llama-stack"
     assert stored == [(1, 1, json.dumps({"prompt": "Hi {{n}}", "variables": ["n"]}))]
     assert not (tmp_path / "kvstore.db").exists()  # no prompt went to a KV store
+
+
+def test_harness_stack_run_serves_an_ogx_config_from_its_sql_prompts_store(tmp_path):
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(OGX_RUN_YAML)
+    env = stack_env(tmp_path)
+    stack = StackProcess(tmp_path, str(config_path), env)
+    try:
+        stack.wait_healthy()
+        created = httpx.post(
+            f"{stack.url}/v1/prompts", json={"prompt": "Hi {{n}}", "variables": ["n"]}
+        )
+        version = httpx.get(f"{stack.url}/v1/version").json()["version"]
+    finally:
+        stack.stop()
+
+    assert created.status_code == 200, created.text
+    config = load_run_config(config_path, env=env)
+    location = prompts_location(config, stack_flavour(version))
+    assert location.db_path == tmp_path / "store" / "sql_store.db"
+    with sqlite3.connect(location.db_path) as db:
+        assert db.execute(
+            f"SELECT version, is_default FROM {location.table} WHERE prompt_id = ?",
+            (created.json()["prompt_id"],),
+        ).fetchall() == [(1, 1)]
