@@ -12,20 +12,37 @@
     keys = ["VLLM_API_TOKEN"]                #   keys, stack_command
 
 A project adds suites and setups without forking the harness; a project setup with a
-built-in's name replaces it. A malformed table is a usage error naming the file and the key.
+built-in's name replaces it. The tables are checked by pydantic models that forbid unknown
+keys: a typo (`text_modle`) would otherwise leave a setup without its model, and a suite root
+that is missing or outside the project would deselect every test without a word. Each problem
+is a usage error naming the file, the table and the key.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from harness.setups import SETUPS, Setup
 
 SECTION = ("tool", "stack-harness")
+PROBLEM = "project_config"
 
 
 class ProjectConfigError(ValueError):
@@ -45,77 +62,78 @@ class Project:
     setups: dict[str, Setup]
 
 
-def _table(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    section: Any = data
-    for key in SECTION:
-        section = section.get(key, {}) if isinstance(section, dict) else {}
-    if not isinstance(section, dict):
-        raise ProjectConfigError(f"{path}: [tool.stack-harness] must be a table")
-    return section
+NonEmpty = Annotated[StrictStr, Field(min_length=1)]
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ProjectConfigError(f"{where}: expected a list of non-empty strings, got {value!r}")
-    return tuple(value)
+def _problem(message: str) -> PydanticCustomError:
+    return PydanticCustomError(PROBLEM, "{problem}", {"problem": message})
 
 
-def _optional(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = entry.get(key)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise ProjectConfigError(f"{where}.{key}: expected a {kind.__name__}, got {value!r}")
-    return value
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _suite(name: str, entry: Any, where: str) -> Suite:
-    if not isinstance(entry, dict):
-        raise ProjectConfigError(f"{where}: expected a table with roots = [...]")
-    if "roots" not in entry:
-        raise ProjectConfigError(f"{where}.roots: missing; list the suite's test paths")
-    return Suite(
-        name=name,
-        roots=_strings(entry["roots"], f"{where}.roots"),
-        default_setup=_optional(entry, "default_setup", str, where),
-    )
+class SuiteTable(_Table):
+    roots: list[NonEmpty]
+    default_setup: StrictStr | None = None
+
+    @field_validator("roots")
+    @classmethod
+    def _roots_are_in_the_project(cls, roots: list[str], info: ValidationInfo) -> list[str]:
+        """A root that is not there would deselect every test of the suite, silently."""
+        rootdir = Path((info.context or {})["rootdir"]).resolve()
+        for root in roots:
+            path = (rootdir / root).resolve()
+            if not path.is_relative_to(rootdir):
+                raise _problem(f"{root!r} lies outside the project root {rootdir}")
+            if not path.exists():
+                raise _problem(f"{root!r} does not exist under the project root {rootdir}")
+        return roots
 
 
-def _setup(name: str, entry: Any, where: str) -> Setup:
-    if not isinstance(entry, dict):
-        raise ProjectConfigError(f"{where}: expected a table")
-    env = entry.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise ProjectConfigError(f"{where}.env: expected a table of strings, got {env!r}")
-    return Setup(
-        name=name,
-        description=_optional(entry, "description", str, where) or f"declared in {where}",
-        env=MappingProxyType(dict(env)),
-        text_model=_optional(entry, "text_model", str, where),
-        embedding_model=_optional(entry, "embedding_model", str, where),
-        vision_model=_optional(entry, "vision_model", str, where),
-        embedding_dimension=_optional(entry, "embedding_dimension", int, where),
-        keys=_strings(entry.get("keys", []), f"{where}.keys"),
-        stack_command=_optional(entry, "stack_command", str, where),
-    )
+class SetupTable(_Table):
+    description: StrictStr | None = None
+    env: dict[str, StrictStr] = {}
+    text_model: StrictStr | None = None
+    embedding_model: StrictStr | None = None
+    vision_model: StrictStr | None = None
+    embedding_dimension: Annotated[StrictInt, Field(gt=0)] | None = None
+    keys: list[NonEmpty] = []
+    stack_command: StrictStr | None = None
+
+
+class HarnessTable(_Table):
+    suites: dict[str, SuiteTable] = {}
+    setups: dict[str, SetupTable] = {}
 
 
 def load(rootdir: Path) -> Project:
     """The suites and setups of the project at `rootdir` (the built-in setups included)."""
     path = rootdir / "pyproject.toml"
-    table: dict[str, Any] = {}
+    table: Any = {}
     if path.is_file():
         try:
-            table = _table(tomllib.loads(path.read_text(encoding="utf-8")), path)
+            table = _section(tomllib.loads(path.read_text(encoding="utf-8")))
         except tomllib.TOMLDecodeError as exc:
             raise ProjectConfigError(f"{path}: invalid TOML: {exc}") from None
+    if not isinstance(table, dict):
+        raise ProjectConfigError(f"{path}: [tool.stack-harness] must be a table")
+    try:
+        declared = HarnessTable.model_validate(table, context={"rootdir": rootdir})
+    except ValidationError as exc:
+        raise ProjectConfigError(_describe(exc, path)) from None
     where = f"{path} [tool.stack-harness"
-    suites_raw = table.get("suites", {})
-    setups_raw = table.get("setups", {})
-    for key, value in (("suites", suites_raw), ("setups", setups_raw)):
-        if not isinstance(value, dict):
-            raise ProjectConfigError(f"{where}.{key}]: expected a table of tables")
-    suites = {n: _suite(n, e, f"{where}.suites.{n}]") for n, e in suites_raw.items()}
+    suites = {
+        name: Suite(name, tuple(entry.roots), entry.default_setup)
+        for name, entry in declared.suites.items()
+    }
     setups = dict(SETUPS)
-    setups.update({n: _setup(n, e, f"{where}.setups.{n}]") for n, e in setups_raw.items()})
+    setups.update(
+        {
+            name: _setup(name, entry, f"{where}.setups.{name}]")
+            for name, entry in declared.setups.items()
+        }
+    )
     for suite in suites.values():
         if suite.default_setup is not None and suite.default_setup not in setups:
             raise ProjectConfigError(
@@ -123,3 +141,68 @@ def load(rootdir: Path) -> Project:
                 f"{suite.default_setup!r}; known: {', '.join(setups)}"
             )
     return Project(suites=suites, setups=setups)
+
+
+def _section(data: dict[str, Any]) -> Any:
+    section: Any = data
+    for key in SECTION:
+        section = section.get(key, {}) if isinstance(section, dict) else {}
+    return section
+
+
+def _setup(name: str, entry: SetupTable, where: str) -> Setup:
+    return Setup(
+        name=name,
+        description=entry.description or f"declared in {where}",
+        env=MappingProxyType(dict(entry.env)),
+        text_model=entry.text_model,
+        embedding_model=entry.embedding_model,
+        vision_model=entry.vision_model,
+        embedding_dimension=entry.embedding_dimension,
+        keys=tuple(entry.keys),
+        stack_command=entry.stack_command,
+    )
+
+
+# What a pydantic error expected, in the words of a TOML file.
+EXPECTED = {
+    "list_type": "a list of non-empty strings",
+    "string_type": "a string",
+    "string_too_short": "a non-empty string",
+    "int_type": "a whole number",
+    "greater_than": "a whole number above 0",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+TABLES = {"suites": SuiteTable, "setups": SetupTable}
+
+
+def _describe(exc: ValidationError, path: Path) -> str:
+    return "\n".join(_line(error, path) for error in exc.errors(include_url=False))
+
+
+def _line(error: Any, path: Path) -> str:
+    """`<file> [tool.stack-harness.<section>.<name>].<key>: <problem>`, one per error."""
+    loc = [str(part) for part in error["loc"]]
+    if error["type"] == "extra_forbidden":
+        model = TABLES[loc[0]] if len(loc) == 3 else HarnessTable
+        table = ".".join(["tool.stack-harness", *loc[:-1]])
+        return f"{path} [{table}]: unknown key {loc[-1]!r}; {_closest(loc[-1], model)}"
+    depth = 2 if loc[0] in TABLES and len(loc) > 1 else 1
+    table = ".".join(["tool.stack-harness", *loc[:depth]])
+    keys = loc[depth:]
+    key = "".join(f"[{k}]" if k.isdigit() else f".{k}" for k in keys)
+    if error["type"] == PROBLEM:
+        problem = error["ctx"]["problem"]
+    elif error["type"] == "dict_type" and depth == 1:
+        problem = "expected a table of tables"
+    else:
+        expected = EXPECTED.get(error["type"], error["msg"].lower())
+        problem = f"expected {expected}, got {error.get('input')!r}"
+    return f"{path} [{table}]{key}: {problem}"
+
+
+def _closest(key: str, model: type[BaseModel]) -> str:
+    valid = list(model.model_fields)
+    match = difflib.get_close_matches(key, valid, n=1)
+    return f"did you mean {match[0]!r}?" if match else f"valid keys: {', '.join(valid)}"

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.stack.errors import translate_exception
-from harness.stack.http_api import parse_body, parse_query, route
+from harness.stack.http_api import load_json, parse_body, parse_query, route
 
 logger = logging.getLogger(__name__)
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
@@ -64,9 +64,9 @@ def _provider_data(request: Request) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        data = json.loads(raw)
-    except ValueError:
-        logger.warning("ignoring %s header: not JSON", PROVIDER_DATA_HEADER)
+        data = load_json(raw)
+    except ValueError as exc:
+        logger.warning("ignoring %s header: not JSON (%s)", PROVIDER_DATA_HEADER, exc)
         return None
     return data if isinstance(data, dict) else None
 

@@ -43,6 +43,7 @@ from harness.stack.storage.inference_store import (
     SqliteInferenceStore,
 )
 from harness.stack.storage.kv_sqlite import SqliteKVStore
+from harness.stack.storage.prompts_sql import SqlitePromptTable
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ class Stack:
     models: ModelRegistry
     inference: InferenceRouter
     prompts: PromptService
-    kv_stores: list[SqliteKVStore]
 
     async def start(self) -> None:
         """Register every provider's listed models, then the run config's own models."""
@@ -120,8 +120,7 @@ class Stack:
     async def stop(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
-        for store in self.kv_stores:
-            store.close()
+        self.prompts.close()
         if self.inference.store is not None:
             self.inference.store.close()
 
@@ -137,12 +136,7 @@ def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> S
                 f"provider '{spec.provider_id}', which is not an enabled inference provider "
                 f"(enabled: {sorted(providers)})"
             )
-    prompts_path = run_config.kv_store_path("prompts")
-    if prompts_path is None:
-        raise StackConfigError(
-            f"{run_config.source}: storage.stores.prompts must use a kv_sqlite backend"
-        )
-    prompts_kv = SqliteKVStore(prompts_path)
+    prompts = PromptService(_prompt_records(run_config))
     inference_path = run_config.sql_store_path("inference")
     store = SqliteInferenceStore(inference_path) if inference_path else None
     models = ModelRegistry(providers)
@@ -151,9 +145,18 @@ def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> S
         providers=providers,
         models=models,
         inference=InferenceRouter(providers, models, store),
-        prompts=PromptService(prompts_kv),
-        kv_stores=[prompts_kv],
+        prompts=prompts,
     )
+
+
+def _prompt_records(run_config: RunConfig) -> SqliteKVStore | SqlitePromptTable:
+    """Prompts in a kv_sqlite namespace (Llama Stack's layout) or in OGX's SQL table."""
+    kv_path = run_config.kv_store_path("prompts")
+    if kv_path is not None:
+        return SqliteKVStore(kv_path)
+    sql_path = run_config.sql_store_path("prompts")
+    assert sql_path is not None, "the reader puts every store on a kv_sqlite or sql_sqlite backend"
+    return SqlitePromptTable(sql_path)
 
 
 def create_app(run_config: RunConfig, *, recording: RecordingSettings | None = None) -> Starlette:

@@ -33,6 +33,48 @@ def _errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
     return [{"loc": [prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
+# The deepest JSON body (arrays and objects within each other) the stack takes. Far more than
+# any OpenAI or Llama Stack body nests (a JSON schema in `tools` or `response_format` stays
+# within a few dozen levels), and far less than Python's recursion limit, which the JSON
+# decoder, pydantic and every walk over the body share: deeper, they raised RecursionError,
+# a 500 after which uvicorn dropped the keep-alive connection.
+MAX_JSON_DEPTH = 100
+
+
+class JSONTooDeepError(ValueError):
+    """A JSON document nested deeper than MAX_JSON_DEPTH."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"JSON nested too deeply: more than {MAX_JSON_DEPTH} levels of arrays and objects"
+        )
+
+
+def load_json(raw: bytes | str) -> Any:
+    """`json.loads` for anything a client sends: a document nested deeper than MAX_JSON_DEPTH
+    is a `JSONTooDeepError` (a ValueError, like malformed JSON), whatever the decoder's own
+    limit is on this Python."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise JSONTooDeepError() from None
+    if _nested_deeper_than(data, MAX_JSON_DEPTH):
+        raise JSONTooDeepError()
+    return data
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Without recursion, so it never is the thing that overflows."""
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        pending.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     if not raw.strip():
@@ -40,7 +82,11 @@ async def parse_body(request: Request, model: type[M]) -> M:
             [{"loc": ["body"], "msg": "Field required", "type": "missing"}]
         )
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
+    except JSONTooDeepError as exc:
+        raise RequestValidationError(
+            [{"loc": ["body"], "msg": str(exc), "type": "json_too_deep"}]
+        ) from None
     except ValueError as exc:
         position = getattr(exc, "pos", 0)
         raise RequestValidationError(

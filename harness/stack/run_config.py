@@ -2,7 +2,8 @@
 
 Every user error is one `StackConfigError` naming the file and the dotted key path, so the CLI
 and the pytest plugin can print it on a line or two instead of a traceback. Env substitution
-(`envsubst`) runs first, on the raw YAML, as in Llama Stack; unknown keys are ignored.
+(`envsubst`) runs first, on the raw YAML, as in Llama Stack; the pydantic models of
+`run_config_schema` then check the result; unknown keys are ignored.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from typing import Any
 
 from harness.stack.envsubst import EnvVarError, substitute_env
 from harness.stack.errors import StackConfigError
+from harness.stack.prompts_location import PromptsLocation, prompts_location, stack_flavour
 from harness.stack.providers.registry import known_apis, resolve_provider_type
 from harness.stack.run_config_model import (
-    BACKEND_TYPES,
-    DEFAULT_PROMPTS_STORE,
-    STORE_FAMILIES,
     BackendConfig,
     KVStoreRef,
     ModelSpec,
@@ -26,6 +25,7 @@ from harness.stack.run_config_model import (
     SqlStoreRef,
     StorageConfig,
 )
+from harness.stack.run_config_schema import RunConfigFile, kind_of, validate_file
 
 __all__ = [
     "DEFAULT_PORT",
@@ -33,6 +33,7 @@ __all__ = [
     "BackendConfig",
     "KVStoreRef",
     "ModelSpec",
+    "PromptsLocation",
     "ProviderConfig",
     "RunConfig",
     "SqlStoreRef",
@@ -40,8 +41,11 @@ __all__ = [
     "StorageConfig",
     "known_apis",
     "load_run_config",
+    "parse_run_config",
+    "prompts_location",
     "resolve_run_config_path",
     "run_config_from_providers",
+    "stack_flavour",
 ]
 
 DISTRIBUTIONS_DIR = Path(__file__).parent / "distributions"
@@ -95,194 +99,54 @@ def _with_path(config: RunConfig, path: Path) -> RunConfig:
 
 
 def parse_run_config(raw: Any, *, source: str, env: Mapping[str, str] | None = None) -> RunConfig:
-    """Validate already-parsed YAML data; `source` names it in error messages."""
+    """Validate already-parsed YAML data; `source` names it in error messages.
+
+    Env substitution runs first, on the raw data, as in Llama Stack: a substituted "8321"
+    becomes the int the schema expects, and a disabled provider is gone before validation.
+    """
     if not isinstance(raw, dict):
-        raise StackConfigError(f"{source}: expected a mapping at the top level, got {_kind(raw)}")
+        raise StackConfigError(f"{source}: expected a mapping at the top level, got {kind_of(raw)}")
     try:
         data = substitute_env(raw, env)
     except EnvVarError as exc:
         raise StackConfigError(f"{source}: {exc}") from None
-    check = _Checker(source)
-    image_name = check.typed(data, "image_name", str, required=True)
-    version = check.typed(data, "version", int, default=2)
-    apis = check.typed(data, "apis", list, default=[])
-    providers = _parse_providers(check, check.typed(data, "providers", dict, required=True))
-    models = _parse_models(check, data)
-    server = check.typed(data, "server", dict, default={}, path="server") or {}
-    port = check.typed(server, "port", int, default=None, path="server.port")
-    host = check.typed(server, "host", str, default=None, path="server.host")
-    storage = _parse_storage(check, check.typed(data, "storage", dict, required=True))
+    return _typed(validate_file(data, source), source, data)
+
+
+def _typed(file: RunConfigFile, source: str, data: dict[str, Any]) -> RunConfig:
+    """The stack's typed values from a validated file."""
+    backends = {
+        name: BackendConfig(name, backend.type, Path(backend.db_path).expanduser())
+        for name, backend in file.storage.backends.items()
+    }
+    stores: dict[str, KVStoreRef | SqlStoreRef] = {}
+    for name, ref in file.storage.named_stores().items():
+        if backends[ref.backend].family == "kv":
+            stores[name] = KVStoreRef(ref.backend, str(ref.namespace))
+        else:
+            stores[name] = SqlStoreRef(ref.backend, str(ref.table_name))
     return RunConfig(
         source=source,
-        image_name=image_name,
-        version=version,
-        apis=[str(a) for a in apis],
-        providers=providers,
-        models=models,
-        storage=storage,
-        server_port=port,
-        server_host=host,
+        image_name=file.image_name,
+        version=file.version,
+        apis=list(file.apis),
+        providers={
+            api: [
+                ProviderConfig(api, e.provider_id, e.provider_type, dict(e.config)) for e in entries
+            ]
+            for api, entries in file.providers.items()
+        },
+        models=[
+            ModelSpec(
+                m.model_id, m.provider_id, m.provider_model_id, m.model_type, dict(m.metadata)
+            )
+            for m in file.registered_resources.models
+        ],
+        storage=StorageConfig(backends, stores),
+        server_port=file.server.port,
+        server_host=file.server.host,
         data=data,
     )
-
-
-class _Checker:
-    """Typed lookups that raise StackConfigError with the file and key path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, problem: str) -> StackConfigError:
-        return StackConfigError(f"{self.source}: {path}: {problem}")
-
-    def typed(
-        self,
-        mapping: dict[str, Any],
-        key: str,
-        kind: type | tuple[type, ...],
-        *,
-        required: bool = False,
-        default: Any = None,
-        path: str | None = None,
-    ) -> Any:
-        path = path or key
-        if key not in mapping or mapping[key] is None:
-            if required:
-                raise self.fail(path, f"missing required key '{key}'")
-            return default
-        value = mapping[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            expected = " or ".join(k.__name__ for k in kinds)
-            raise self.fail(path, f"expected {expected}, got {_kind(value)} {value!r}")
-        return value
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "mapping", list: "list", str: "string", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _parse_providers(check: _Checker, raw: dict[str, Any]) -> dict[str, list[ProviderConfig]]:
-    apis = known_apis()
-    result: dict[str, list[ProviderConfig]] = {}
-    for api, entries in raw.items():
-        path = f"providers.{api}"
-        if api not in apis:
-            raise check.fail(path, f"unknown API '{api}'; this stack serves: {', '.join(apis)}")
-        if not isinstance(entries, list):
-            raise check.fail(path, f"expected a list of providers, got {_kind(entries)}")
-        result[api] = []
-        for index, entry in enumerate(entries):
-            item = f"{path}[{index}]"
-            if not isinstance(entry, dict):
-                raise check.fail(item, f"expected a mapping, got {_kind(entry)}")
-            provider_type = check.typed(
-                entry, "provider_type", str, required=True, path=f"{item}.provider_type"
-            )
-            if resolve_provider_type(api, provider_type) != provider_type:
-                raise check.fail(
-                    f"{item}.provider_type",
-                    f"unknown provider type '{provider_type}' for API '{api}'; "
-                    f"valid: {', '.join(apis[api])}",
-                )
-            provider_id = check.typed(entry, "provider_id", str, path=f"{item}.provider_id")
-            config = check.typed(entry, "config", dict, default={}, path=f"{item}.config")
-            result[api].append(ProviderConfig(api, provider_id, provider_type, dict(config)))
-    return result
-
-
-def _parse_models(check: _Checker, data: dict[str, Any]) -> list[ModelSpec]:
-    resources = check.typed(data, "registered_resources", dict, default={}) or {}
-    raw = check.typed(resources, "models", list, default=[], path="registered_resources.models")
-    models = []
-    for index, entry in enumerate(raw):
-        path = f"registered_resources.models[{index}]"
-        if not isinstance(entry, dict):
-            raise check.fail(path, f"expected a mapping, got {_kind(entry)}")
-        model_type = check.typed(entry, "model_type", str, default="llm", path=f"{path}.model_type")
-        if model_type not in ("llm", "embedding"):
-            raise check.fail(
-                f"{path}.model_type", f"expected 'llm' or 'embedding', got {model_type!r}"
-            )
-        models.append(
-            ModelSpec(
-                model_id=str(
-                    check.typed(
-                        entry, "model_id", (str, int, float), required=True, path=f"{path}.model_id"
-                    )
-                ),
-                provider_id=check.typed(entry, "provider_id", str, path=f"{path}.provider_id"),
-                provider_model_id=check.typed(
-                    entry, "provider_model_id", str, path=f"{path}.provider_model_id"
-                ),
-                model_type=model_type,
-                metadata=check.typed(entry, "metadata", dict, default={}, path=f"{path}.metadata"),
-            )
-        )
-    return models
-
-
-def _parse_storage(check: _Checker, raw: dict[str, Any]) -> StorageConfig:
-    backends_raw = check.typed(raw, "backends", dict, required=True, path="storage.backends")
-    backends: dict[str, BackendConfig] = {}
-    for name, entry in backends_raw.items():
-        path = f"storage.backends.{name}"
-        if not isinstance(entry, dict):
-            raise check.fail(path, f"expected a mapping, got {_kind(entry)}")
-        backend_type = check.typed(entry, "type", str, required=True, path=f"{path}.type")
-        if backend_type not in BACKEND_TYPES:
-            raise check.fail(
-                f"{path}.type",
-                f"unsupported backend type '{backend_type}'; this stack supports: "
-                f"{', '.join(BACKEND_TYPES)}",
-            )
-        db_path = check.typed(entry, "db_path", (str, int), required=True, path=f"{path}.db_path")
-        backends[name] = BackendConfig(name, backend_type, Path(str(db_path)).expanduser())
-
-    stores_raw = dict(check.typed(raw, "stores", dict, default={}, path="storage.stores") or {})
-    if stores_raw.get("prompts") is None:
-        stores_raw["prompts"] = dict(DEFAULT_PROMPTS_STORE)
-    stores: dict[str, KVStoreRef | SqlStoreRef] = {}
-    for name, entry in stores_raw.items():
-        if name not in STORE_FAMILIES or entry is None:
-            continue
-        path = f"storage.stores.{name}"
-        if not isinstance(entry, dict):
-            raise check.fail(path, f"expected a mapping, got {_kind(entry)}")
-        backend = check.typed(entry, "backend", str, required=True, path=f"{path}.backend")
-        _ensure_backend(check, path, name, backend, backends)
-        if STORE_FAMILIES[name] == "kv":
-            namespace = check.typed(
-                entry, "namespace", str, required=True, path=f"{path}.namespace"
-            )
-            stores[name] = KVStoreRef(backend, namespace)
-        else:
-            # Llama Stack's max_write_queue_size / num_writers tune its async write queue; this
-            # stack writes each completion directly, so they are ignored like any unknown key.
-            table_name = check.typed(
-                entry, "table_name", str, required=True, path=f"{path}.table_name"
-            )
-            stores[name] = SqlStoreRef(backend, table_name)
-    return StorageConfig(backends, stores)
-
-
-def _ensure_backend(
-    check: _Checker, path: str, store: str, name: str, backends: dict[str, BackendConfig]
-) -> None:
-    if name not in backends:
-        raise check.fail(
-            f"{path}.backend",
-            f"{store} references unknown backend '{name}'. Available backends: {sorted(backends)}",
-        )
-    backend = backends[name]
-    family = STORE_FAMILIES[store]
-    if backend.family != family:
-        raise check.fail(
-            f"{path}.backend",
-            f"{store} references backend '{name}' of type '{backend.type}', "
-            f"but a backend of type {family}_* is required.",
-        )
 
 
 def run_config_from_providers(spec: str, env: Mapping[str, str] | None = None) -> RunConfig:

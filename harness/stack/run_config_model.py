@@ -15,12 +15,14 @@ from harness.stack.envsubst import DISABLED
 # kv_mongodb and sql_postgres; this stack keeps all state in sqlite files, so the loader rejects
 # any other type where the run.yaml names it. Both types need only `db_path`.
 BACKEND_TYPES = {"kv_sqlite": "kv", "sql_sqlite": "sql"}
+# Store -> the backend families it may live on. Prompts are a KV namespace in Llama Stack (and
+# the seed) and a SQL table in OGX; this stack serves either (see `prompts_location`).
 STORE_FAMILIES = {
-    "metadata": "kv",
-    "prompts": "kv",
-    "inference": "sql",
-    "conversations": "sql",
-    "responses": "sql",
+    "metadata": ("kv",),
+    "inference": ("sql",),
+    "conversations": ("sql",),
+    "responses": ("sql",),
+    "prompts": ("kv", "sql"),
 }
 DEFAULT_PROMPTS_STORE = {"backend": "kv_default", "namespace": "prompts"}
 

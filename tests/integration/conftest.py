@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
+from harness.stack.run_config import PromptsLocation, prompts_location, stack_flavour
 
 
 @pytest.fixture
-def prompts_kvstore_path(stack_run_config) -> Path:
-    """The sqlite file behind `storage.stores.prompts`, read from the run config in use."""
+def stored_prompts(stack_run_config, http_client) -> PromptsLocation:
+    """Where the stack in use keeps its prompts: its run config read as that stack reads it.
+
+    Llama Stack (and the reference stack) keep a KV prompts store in `kvstore`; OGX moves it to
+    a SQL table when the config loads. Which stack runs is what `GET /v1/version` says.
+    """
     if stack_run_config is None:
-        pytest.skip("the stack is remote: its prompts store is not on this machine")
-    path = stack_run_config.kv_store_path("prompts")
-    if path is None:
-        pytest.skip("the prompts store is not on a kv_sqlite backend")
-    return path
+        pytest.skip("the stack's run config is not readable here: its prompts store is unknown")
+    answer = http_client.get("/v1/version")
+    assert answer.status_code == 200, answer.text
+    return prompts_location(stack_run_config, stack_flavour(answer.json()["version"]))

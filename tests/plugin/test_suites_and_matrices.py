@@ -132,6 +132,45 @@ def test_a_malformed_suite_table_names_the_file_and_key(suites):
     )
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            '[tool.stack-harness.setups.fakes]\ntext_modle = "ollama/tiny:1b"\n',
+            "*pyproject.toml [[]tool.stack-harness.setups.fakes[]]: unknown key 'text_modle'; "
+            "did you mean 'text_model'?",
+        ),
+        (
+            '[tool.stack-harness.suites.fast]\nroots = ["fast", "fsat"]\n',
+            "*pyproject.toml [[]tool.stack-harness.suites.fast[]].roots: 'fsat' does not exist "
+            "under the project root *",
+        ),
+        (
+            '[tool.stack-harness.suites.fast]\nroots = ["../fast"]\n',
+            "*pyproject.toml [[]tool.stack-harness.suites.fast[]].roots: '../fast' lies outside "
+            "the project root *",
+        ),
+        (
+            "[tool.stack-harness.setups.fakes]\nembedding_dimension = 0\n",
+            "*pyproject.toml [[]tool.stack-harness.setups.fakes[]].embedding_dimension: expected a "
+            "whole number above 0, got 0",
+        ),
+    ],
+    ids=["typod-setup-key", "missing-root", "root-outside", "zero-dimension"],
+)
+def test_a_project_table_mistake_is_a_usage_error_and_no_test_runs(suites, table, message):
+    suites.makepyprojecttoml(table)
+    (suites.path.parent / "fast").mkdir(exist_ok=True)
+    suites.makepyfile(test_ran="def test_ran():\n    open('ran', 'w').close()\n")
+
+    result = suites.runpytest_inprocess("--stack-config=http://h:1")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+    assert not (suites.path / "ran").exists()
+
+
 def test_the_misses_file_lists_the_tests_that_missed(project, tmp_path):
     project.makepyfile(
         test_two="""

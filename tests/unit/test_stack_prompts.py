@@ -1,4 +1,8 @@
-"""The prompt service: Llama Stack's versioning rules, KV layout and concurrency guarantee."""
+"""The prompt service: Llama Stack's versioning rules, KV layout and concurrency guarantee.
+
+The rules hold whichever store keeps the prompts: every test of the service runs on a
+kv_sqlite store (Llama Stack's layout) and on OGX's SQL table; the layout tests are per store.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,35 @@ from pydantic import ValidationError
 
 from harness.stack.prompts import PromptService
 from harness.stack.storage.kv_sqlite import SqliteKVStore
+from harness.stack.storage.prompts_sql import SqlitePromptTable
+
+STORES = {"kv": SqliteKVStore, "sql": SqlitePromptTable}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request):
+    """The kind of store under the service: "kv" or "sql"."""
+    return request.param
 
 
 @pytest.fixture
 def db(tmp_path):
-    return tmp_path / "kvstore.db"
+    return tmp_path / "store.db"
+
+
+def open_service(store: str, db) -> PromptService:
+    """A service on its own connection to the sqlite file `db`."""
+    return PromptService(STORES[store](db))
 
 
 @pytest.fixture
-def service(db):
-    return PromptService(SqliteKVStore(db))
+def service(store, db):
+    return open_service(store, db)
+
+
+@pytest.fixture
+def kv_service(db):
+    return open_service("kv", db)
 
 
 def run(coro):
@@ -38,8 +61,8 @@ def rows(db, prompt_id):
         )
 
 
-def test_create_writes_version_one_and_the_default_pointer(service, db):
-    prompt = run(service.create_prompt("Hello {{name}}", ["name"]))
+def test_create_writes_version_one_and_the_default_pointer(kv_service, db):
+    prompt = run(kv_service.create_prompt("Hello {{name}}", ["name"]))
 
     assert re.fullmatch(r"pmpt_[0-9a-f]{48}", prompt.prompt_id)
     assert (prompt.version, prompt.is_default) == (1, False)
@@ -148,11 +171,11 @@ def test_versions_are_ascending_with_is_default_from_the_pointer(service):
     assert [(v.version, v.is_default) for v in versions] == [(1, False), (2, True), (3, False)]
 
 
-def test_stored_records_keep_is_default_false(service, db):
-    pid = run(service.create_prompt("v1")).prompt_id
-    run(service.update_prompt(pid, "v2", 1))
+def test_stored_records_keep_is_default_false(kv_service, db):
+    pid = run(kv_service.create_prompt("v1")).prompt_id
+    run(kv_service.update_prompt(pid, "v2", 1))
 
-    assert run(service.get_prompt(pid)).is_default is False
+    assert run(kv_service.get_prompt(pid)).is_default is False
     assert json.loads(rows(db, pid)[f"prompts:v1:{pid}:2"])["is_default"] is False
 
 
@@ -178,17 +201,30 @@ def test_list_shows_default_versions_sorted_by_id_descending(service):
     assert {p.prompt_id: p.version for p in listed}[ids[0]] == 1
 
 
-def test_delete_removes_every_version_and_the_pointer(service, db):
-    pid = run(service.create_prompt("v1")).prompt_id
-    other = run(service.create_prompt("keep")).prompt_id
-    run(service.update_prompt(pid, "v2", 1))
+def test_delete_removes_every_version_and_the_pointer(kv_service, db):
+    pid = run(kv_service.create_prompt("v1")).prompt_id
+    other = run(kv_service.create_prompt("keep")).prompt_id
+    run(kv_service.update_prompt(pid, "v2", 1))
 
-    run(service.delete_prompt(pid))
+    run(kv_service.delete_prompt(pid))
 
     assert rows(db, pid) == {}
     assert len(rows(db, other)) == 2
     with pytest.raises(ValueError, match=":default not found"):
-        run(service.delete_prompt(pid))
+        run(kv_service.delete_prompt(pid))
+
+
+def test_get_after_delete_is_not_found(service):
+    pid = run(service.create_prompt("v1")).prompt_id
+    kept = run(service.create_prompt("keep")).prompt_id
+
+    run(service.delete_prompt(pid))
+
+    with pytest.raises(ValueError, match=rf"^Prompt {pid}:default not found$"):
+        run(service.get_prompt(pid))
+    with pytest.raises(ValueError, match=rf"^Prompt {pid} not found$"):
+        run(service.list_prompt_versions(pid))
+    assert [p.prompt_id for p in run(service.list_prompts())] == [kept]
 
 
 def test_concurrent_updates_of_one_version_in_one_loop_let_exactly_one_win(service):
@@ -210,13 +246,13 @@ def test_concurrent_updates_of_one_version_in_one_loop_let_exactly_one_win(servi
     assert run(service.get_prompt(pid)).prompt == winners[0].prompt
 
 
-def test_concurrent_updates_from_separate_connections_let_exactly_one_win(service, db):
+def test_concurrent_updates_from_separate_connections_let_exactly_one_win(store, service, db):
     pid = run(service.create_prompt("v1")).prompt_id
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
 
     def writer(n: int) -> None:
-        other = PromptService(SqliteKVStore(db))
+        other = open_service(store, db)
         barrier.wait()
         try:
             run(other.update_prompt(pid, f"writer {n}", 1))

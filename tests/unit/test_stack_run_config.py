@@ -307,3 +307,23 @@ def test_known_apis_lists_inference_providers():
         "remote::openai",
         "remote::vllm",
     ]
+
+
+def test_every_problem_is_named_on_its_own_line(tmp_path):
+    text = MINIMAL + "server:\n  port: '8321'\n  host: 127\n"
+
+    lines = load_error(tmp_path, text).splitlines()
+
+    path = str(tmp_path / "run.yaml")
+    assert lines == [
+        f"{path}: server.port: expected int, got string '8321'",
+        f"{path}: server.host: expected string, got int 127",
+    ]
+
+
+def test_a_value_substituted_to_nothing_counts_as_missing(tmp_path):
+    text = MINIMAL.replace("db_path: /kv.db", "db_path: '${env.KV_PATH:=}'")
+
+    message = load_error(tmp_path, text)
+
+    assert "storage.backends.kv_default.db_path: missing required key 'db_path'" in message

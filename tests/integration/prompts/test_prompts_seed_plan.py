@@ -1,10 +1,16 @@
-"""The seed's test plan: create the prompt, read it back, find it in the prompts KV store."""
+"""The seed's test plan: create the prompt, read it back, find it in the prompts store.
+
+The seed queries the KV store of Llama Stack; OGX keeps the same prompt as a row of its SQL
+`prompts` table. `stored_prompts` says which, for the stack that runs.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import sqlite3
+
+from harness.stack.run_config import PromptsLocation
 
 SEED_PROMPT = (
     "Hello {{name}}! You are working at {{company}}. Your role is {{role}} at {{company}}. "
@@ -38,26 +44,42 @@ def test_get_returns_what_was_created(http_client):
     assert fetched.json() == created
 
 
-def test_prompt_rows_sit_in_the_prompts_kv_store(http_client, prompts_kvstore_path):
+def test_prompt_rows_sit_in_the_prompts_store(http_client, stored_prompts):
     created = http_client.post(
         "/v1/prompts", json={"prompt": SEED_PROMPT, "variables": SEED_VARIABLES}
     ).json()
     prompt_id = created["prompt_id"]
 
-    with sqlite3.connect(prompts_kvstore_path) as db:
-        rows = dict(
-            db.execute(
-                "SELECT key, value FROM kvstore WHERE key LIKE ?", (f"prompts:v1:{prompt_id}:%",)
-            ).fetchall()
-        )
+    if stored_prompts.kind == "kv":
+        key = f"{stored_prompts.key_prefix}{prompt_id}"
+        rows = kv_rows(stored_prompts, prompt_id)
+        assert set(rows) == {f"{key}:1", f"{key}:default"}
+        assert rows[f"{key}:default"] == "1"
+        assert json.loads(rows[f"{key}:1"]) == {
+            "prompt_id": prompt_id,
+            "prompt": SEED_PROMPT,
+            "version": 1,
+            "variables": SEED_VARIABLES,
+            "is_default": False,
+        }
+    else:
+        ((row_id, version, is_default, data),) = sql_rows(stored_prompts, prompt_id)
+        assert (row_id, version, is_default) == (f"{prompt_id}:1", 1, 1)
+        assert json.loads(data) == {"prompt": SEED_PROMPT, "variables": SEED_VARIABLES}
 
-    assert set(rows) == {f"prompts:v1:{prompt_id}:1", f"prompts:v1:{prompt_id}:default"}
-    assert rows[f"prompts:v1:{prompt_id}:default"] == "1"
-    stored = json.loads(rows[f"prompts:v1:{prompt_id}:1"])
-    assert stored == {
-        "prompt_id": prompt_id,
-        "prompt": SEED_PROMPT,
-        "version": 1,
-        "variables": SEED_VARIABLES,
-        "is_default": False,
-    }
+
+def kv_rows(location: PromptsLocation, prompt_id: str) -> dict[str, str]:
+    """The seed's query, for one prompt: its `kvstore` rows."""
+    with sqlite3.connect(location.db_path) as db:
+        pattern = f"{location.key_prefix}{prompt_id}:%"
+        return dict(db.execute("SELECT key, value FROM kvstore WHERE key LIKE ?", (pattern,)))
+
+
+def sql_rows(location: PromptsLocation, prompt_id: str) -> list[tuple[str, int, int, str]]:
+    """OGX's rows of one prompt: id, version, is_default, prompt_data."""
+    with sqlite3.connect(location.db_path) as db:
+        return db.execute(
+            f"SELECT id, version, is_default, prompt_data FROM {location.table} "
+            "WHERE prompt_id = ? ORDER BY version",
+            (prompt_id,),
+        ).fetchall()
