@@ -13,10 +13,11 @@ server process and in library mode.
   and ids numbered, per invocation, so a reused server replays a re-run test from the start.
 
 Work the stack does away from the request's context (a task made with a fresh context, a
-long-lived task made during an earlier test) still belongs to a test: when the context names
-no test, or a test whose requests have all finished, and exactly one test has a request in
-flight, it is that test's (:func:`current_attribution`). Requests made outside any test (the
-stack's start-up model listing) are in the shared scope, whose requests are never counted.
+long-lived worker task made during an earlier test) still belongs to a test; see
+:func:`resolve_attribution`. A request filed under a test that way and not found in replay is
+looked for in the shared scope too, so periodic work that happened to run during a test (a
+model-list refresh) replays wherever it falls. Requests made outside any test (the stack's
+start-up model listing) are in the shared scope, whose requests are never counted.
 
 The middleware is also the one place where a recording fault becomes the stack's HTTP answer,
 for the reference stack and for stacks the harness did not write alike: a fault raised through
@@ -136,11 +137,15 @@ class Invocations:
 
 
 class InFlight:
-    """Which test invocations have a request in flight in this process."""
+    """Which test invocations have a request in flight in this process, and which started one
+    last."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_TRACKED_INVOCATIONS) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Attribution, int] = {}
+        self._latest: Attribution | None = None
+        self._served: OrderedDict[Attribution, None] = OrderedDict()  # bounded, oldest first
+        self._limit = limit
 
     @contextmanager
     def serving(self, attribution: Attribution) -> Iterator[None]:
@@ -149,6 +154,11 @@ class InFlight:
             return
         with self._lock:
             self._counts[attribution] = self._counts.get(attribution, 0) + 1
+            self._latest = attribution
+            self._served[attribution] = None
+            self._served.move_to_end(attribution)
+            while len(self._served) > self._limit:
+                self._served.popitem(last=False)
         try:
             yield
         finally:
@@ -163,10 +173,20 @@ class InFlight:
         with self._lock:
             return attribution in self._counts
 
+    def is_finished(self, attribution: Attribution) -> bool:
+        """Served here before, with no request in flight now: its context is an old one."""
+        with self._lock:
+            return attribution in self._served and attribution not in self._counts
+
     def sole(self) -> Attribution | None:
         with self._lock:
             active = list(self._counts)
         return active[0] if len(active) == 1 else None
+
+    def latest_if_idle(self) -> Attribution | None:
+        """The invocation that started the last request, when no request is in flight."""
+        with self._lock:
+            return self._latest if not self._counts else None
 
 
 # One per process: the fallback of current_attribution asks it (a stack process serves one
@@ -176,12 +196,28 @@ IN_FLIGHT = InFlight()
 
 def current_attribution() -> Attribution:
     """The attribution of the running code (see the module docstring for the fallback)."""
+    return resolve_attribution()[0]
+
+
+def resolve_attribution() -> tuple[Attribution, bool]:
+    """The running code's attribution, and whether it was inferred rather than set.
+
+    Set: the context names a test whose request is in flight. Otherwise, work that carries an
+    older test's context (a worker task made during that test) belongs to the one test with a
+    request in flight, or, when none is, to the test that made the last request; work with no
+    test in its context belongs to the one test in flight, else to nobody (the shared scope).
+    """
     attribution = _current.get()
-    if attribution.is_shared or not IN_FLIGHT.is_active(attribution):
-        sole = IN_FLIGHT.sole()
-        if sole is not None:
-            return sole
-    return attribution
+    if not attribution.is_shared and not IN_FLIGHT.is_finished(attribution):
+        return attribution, False  # in flight, or set by code that is not a served request
+    sole = IN_FLIGHT.sole()
+    if sole is not None:
+        return sole, sole != attribution
+    if not attribution.is_shared:
+        latest = IN_FLIGHT.latest_if_idle()
+        if latest is not None and latest != attribution:
+            return latest, True
+    return attribution, False
 
 
 def attribution_context_value() -> Attribution:

@@ -26,14 +26,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness.recording.context import Attribution, current_attribution, note_fault
+from harness.recording.context import (
+    SHARED,
+    Attribution,
+    current_attribution,
+    note_fault,
+    resolve_attribution,
+)
 from harness.recording.diagnostics import build_miss
 from harness.recording.errors import (
     Fault,
@@ -100,6 +106,7 @@ class Pending:
     started: float
     attribution: Attribution
     base_fingerprint: str
+    inferred: bool = False  # the attribution was inferred (context.resolve_attribution)
 
     @property
     def endpoint(self) -> str:
@@ -161,10 +168,13 @@ class Recorder:
         content: bytes,
         attribution: Attribution | None = None,
     ) -> Pending:
-        attribution = attribution or current_attribution()
+        inferred = False
+        if attribution is None:
+            attribution, inferred = resolve_attribution()
         request, base = self.identify(method, url, headers, content, attribution)
         occurrence = attribution.occurrence(fingerprint(base))
-        return self.pending(request, base, occurrence, attribution)
+        pending = self.pending(request, base, occurrence, attribution)
+        return replace(pending, inferred=inferred) if inferred else pending
 
     def identify(
         self,
@@ -226,6 +236,8 @@ class Recorder:
             raise
         except RecordingError as exc:
             raise self.fault(FaultKind.UNREADABLE, str(exc), pending.attribution) from None
+        if recording is None and pending.inferred:
+            recording = self._shared_recording(pending)
         if recording is not None:
             self.event(UsageKind.USED, pending.attribution, path=self.store.relative(pending.path))
             return recording
@@ -234,6 +246,18 @@ class Recorder:
             miss = build_miss(self.store, pending.canonical, pending.fingerprint, pending.path)
             raise self.fault(FaultKind.MISS, miss.summary(), pending.attribution, miss)
         return None
+
+    def _shared_recording(self, pending: Pending) -> Recording | None:
+        """An inferred request's recording made outside any test (see context.py)."""
+        request = pending.request
+        base = normalized_request(
+            request.method, request.path, request.query, request.body, SHARED.test_id,
+            request.ids,
+        )  # fmt: skip
+        try:
+            return self.store.load_if_exists(self.store.path_for(SHARED.test_id, fingerprint(base)))
+        except RecordingError:
+            return None
 
     # -- 4. record --------------------------------------------------------------------------
     def response_headers(self, headers: Mapping[str, str]) -> dict[str, str]:

@@ -25,6 +25,10 @@ from harness.recording.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
+# A stream the caller closes early is read on to its end, so its recording is whole; one that
+# is still open this long after (an endless event stream) is let go, unrecorded, and named.
+DRAIN_SECONDS = 5.0
+
 
 class StreamCapture:
     """Splits a live stream into events, normalises and redacts them, and records the whole."""
@@ -85,6 +89,10 @@ class StreamCapture:
             self.on_end(None, reason)
 
 
+def _still_open() -> str:
+    return f"the stream was still open {DRAIN_SECONDS:g} s after it was closed"
+
+
 def read_whole(capture: StreamCapture, data: bytes) -> StreamCapture:
     """Feed a body that was read in one piece (a client layer that buffers), then finish."""
     capture.feed(data)
@@ -124,8 +132,12 @@ class _RecordingSyncStreamMixin:
         try:
             if not self.capture.done:
                 # Closed early: drain the provider so the recording is complete, not truncated.
+                deadline = time.monotonic() + DRAIN_SECONDS
                 for raw in self._source():
                     self.capture.feed(raw)
+                    if time.monotonic() > deadline:
+                        self.capture.abandon(_still_open())
+                        return
                 self.capture.finish()
         except self.lib.HTTPError as exc:
             # The caller is done with this response; a failed drain only means no recording.
@@ -175,9 +187,13 @@ class _RecordingAsyncStreamMixin:
     async def aclose(self) -> None:
         try:
             if not self.capture.done:
-                async for raw in self._source():
-                    self.capture.feed(raw)
-                self.capture.finish()
+                with anyio.move_on_after(DRAIN_SECONDS) as scope:
+                    async for raw in self._source():
+                        self.capture.feed(raw)
+                if scope.cancelled_caught:
+                    self.capture.abandon(_still_open())
+                else:
+                    self.capture.finish()
         except self.lib.HTTPError as exc:
             self.capture.abandon(f"the stream failed while draining: {exc}")
         finally:

@@ -1,0 +1,210 @@
+"""Stacks we did not write replay exactly as they recorded, however they call their providers.
+
+Each test starts one of the foreign-stack fakes (tests/fakes) with --stack-command, records a
+test module against the fake provider, stops the provider, and replays: the outcomes must be
+the same, with no miss, and every provider request must be filed under the test that caused
+it — from a plain thread, an executor, a fresh-context task, a worker started at start-up,
+through requests, urllib and aiohttp, beside a server the test itself runs (never recorded),
+with ids the stack makes up, and when the provider cannot be reached at all.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fakes.provider import FakeProvider
+from tests.support.foreign_stacks import (
+    CHAT_EMBED_COMPLETE,
+    DETACHED_TESTS,
+    FAULT_TESTS,
+    PROVIDER_VARIABLES,
+    RANDOM_ID_TESTS,
+    ROOT,
+    TOOL_TESTS,
+    command,
+)
+from tests.support.processes import free_port
+from tests.support.projects import recordings
+
+
+def record_then_replay(
+    project: pytest.Pytester,
+    provider: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    fake: str,
+    module: str,
+    source: str,
+    *args: str,
+) -> tuple[pytest.RunResult, pytest.RunResult]:
+    monkeypatch.setenv(PROVIDER_VARIABLES[fake], provider.base_url)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # inner tests may import tests.fakes
+    project.makepyfile(**{module: source})
+    config = [f"--stack-config=server:{fake}:{free_port()}", f"--stack-command={command(fake)}"]
+    recorded = project.runpytest_subprocess(
+        *config, "--inference-mode=record", f"{module}.py", *args
+    )
+    provider.stop()
+    replayed = project.runpytest_subprocess(*config, f"{module}.py", *args)
+    return recorded, replayed
+
+
+def filed(project: pytest.Pytester) -> dict[str, list[str]]:
+    """Provider path -> the test ids its recordings are filed under."""
+    found: dict[str, list[str]] = {}
+    for path in recordings(project.path / "recordings"):
+        record = json.loads(path.read_text())
+        found.setdefault(record["request"]["path"], []).append(record["test_id"])
+    return found
+
+
+def same_outcomes(recorded: pytest.RunResult, replayed: pytest.RunResult, passed: int) -> None:
+    recorded.assert_outcomes(passed=passed)
+    replayed.assert_outcomes(passed=passed)
+    replayed.stdout.fnmatch_lines(["*recordings * used, 0 recorded, 0 missed*"])
+
+
+def test_calls_from_threads_and_executors_are_filed_under_their_test(
+    project, fake_provider, monkeypatch
+):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_threads.py", "test_threads",
+        CHAT_EMBED_COMPLETE,
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=4)
+    tests = filed(project)
+    assert sorted(tests["/v1/chat/completions"]) == [
+        "test_threads.py::test_an_unknown_model_is_the_providers_404",
+        "test_threads.py::test_chat",
+    ]
+    assert tests["/v1/embeddings"] == ["test_threads.py::test_embeddings"] * 2
+    assert tests["/v1/completions"] == ["test_threads.py::test_completions"]
+
+
+def test_calls_from_fresh_context_tasks_and_start_up_workers_are_filed_under_their_test(
+    project, fake_provider, monkeypatch
+):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_detached_tasks.py", "test_detached",
+        DETACHED_TESTS,
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=3)
+    tests = filed(project)
+    assert sorted(tests["/v1/chat/completions"]) == [
+        "test_detached.py::test_an_unknown_model_is_the_providers_404",
+        "test_detached.py::test_chat",
+    ]
+    assert tests["/v1/embeddings"] == ["test_detached.py::test_embeddings"] * 2
+
+
+def test_threads_keep_their_tests_apart_with_two_xdist_workers(project, fake_provider, monkeypatch):
+    many = "\n".join(
+        CHAT_EMBED_COMPLETE.replace("def test_", f"def test_{n}_").replace(
+            "off the loop", f"off the loop {n}"
+        )
+        for n in range(4)
+    )
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_threads.py", "test_threads", many, "-n", "2"
+    )
+
+    same_outcomes(recorded, replayed, passed=16)
+    for path, tests in filed(project).items():
+        for test_id in tests:
+            assert test_id.startswith("test_threads.py::"), (path, test_id)
+
+
+def test_requests_urllib_and_aiohttp_inside_the_stack_record_and_replay(
+    project, fake_provider, monkeypatch
+):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_other_clients.py", "test_other_clients",
+        CHAT_EMBED_COMPLETE,
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=4)
+    tests = filed(project)
+    assert tests["/v1/completions"] == ["test_other_clients.py::test_completions"]
+    assert tests["/v1/embeddings"] == ["test_other_clients.py::test_embeddings"] * 2
+
+
+def test_a_server_the_test_runs_passes_through_and_its_endless_stream_is_never_recorded(
+    project, fake_provider, monkeypatch
+):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_test_server.py", "test_tool", TOOL_TESTS,
+        "-k", "not gone",
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=2)
+    assert set(filed(project)) == {"/v1/chat/completions"}  # /answer, /sse, /messages: never
+    for result in (recorded, replayed):
+        result.stdout.fnmatch_lines(["*3 passed through (127.0.0.1:*)*"])
+
+
+def test_ids_the_stack_makes_up_replay_with_new_ids(project, fake_provider, monkeypatch):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_random_ids.py", "test_random_ids",
+        RANDOM_ID_TESTS,
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=2)
+    (record,) = [
+        json.loads(p.read_text())
+        for p in recordings(project.path / "recordings")
+        if "file-search" in p.read_text() or "document_id" in p.read_text()
+    ]
+    assert set(record["request"]["ids"].values()) >= {"file-<id:1>", "<id:2>"}
+
+
+def test_a_provider_that_cannot_be_reached_replays_as_it_failed(
+    project, fake_provider, monkeypatch
+):
+    monkeypatch.setenv("FAULTS_READ_TIMEOUT", "0.5")
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_transport_faults.py", "test_faults",
+        FAULT_TESTS,
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=4)
+    failures = [
+        json.loads(p.read_text())["response"]["failure"]["kind"]
+        for p in recordings(project.path / "recordings")
+        if '"failure"' in p.read_text()
+    ]
+    assert sorted(failures) == ["connect", "read-timeout", "reset"]
+
+
+def test_recordings_say_which_stack_and_setup_made_them(project, fake_provider, monkeypatch):
+    record_then_replay(
+        project, fake_provider, monkeypatch, "stack_threads.py", "test_threads",
+        CHAT_EMBED_COMPLETE, "-k", "test_chat",
+    )  # fmt: skip
+
+    provenance = {
+        json.dumps(json.loads(p.read_text()).get("provenance"), sort_keys=True)
+        for p in recordings(project.path / "recordings")
+    }
+    assert provenance == {'{"setup": "ollama"}'}  # a stack of no known distribution
+
+
+def test_a_stream_still_open_when_its_test_is_done_is_named_in_the_summary(
+    project, fake_provider, monkeypatch
+):
+    # Told to record the test's own server, the harness records its endless event stream:
+    # when the stack lets go of it, it is given a few seconds to end, then named, not kept.
+    recorded, _ = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_test_server.py", "test_tool", TOOL_TESTS,
+        "-k", "long_lived", "--record-hosts=127.0.0.1",
+    )  # fmt: skip
+
+    recorded.assert_outcomes(passed=1)
+    recorded.stdout.fnmatch_lines(
+        [
+            "*stack-harness: not recorded: GET /sse in test_tool.py::test_tool_over_a_long_lived"
+            "_event_stream: the stream was still open * after it was closed*"
+        ]
+    )
