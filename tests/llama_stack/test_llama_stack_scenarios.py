@@ -265,11 +265,6 @@ def test_an_mcp_tool_the_test_serves_replays_and_its_traffic_is_never_recorded(
     assert mcp_wire == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker tasks Llama Stack starts on the first background response keep that "
-    "request's context, so later tests' provider calls are filed under the first test",
-)
 def test_background_responses_are_filed_under_the_test_that_queued_them(
     runs: ScenarioRuns,
 ) -> None:
