@@ -163,3 +163,47 @@ def test_a_connection_past_the_recording_layers_is_refused_in_replay_and_named_i
     assert kinds == ["unrecorded", "sealed"]
     messages = [fault.message for fault in read_usage(tmp_path / "usage.jsonl").faults]
     assert "through http.client" in messages[0] and "through http.client" in messages[1]
+
+
+ECHO = textwrap.dedent(
+    """
+    import os, sys
+    import requests
+
+    base = sys.argv[1]
+    message = "my credential is " + os.environ["PROVIDER_CREDENTIAL"]
+    chat = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": message}]}
+    query = {"api_key": os.environ["OPENAI_KEY"], "tag": os.environ["HANDED_VALUE"]}
+    answer = requests.post(base + "/v1/chat/completions", params=query, json=chat, timeout=10)
+    print(answer.json()["choices"][0]["message"]["content"])
+    """
+)
+
+
+def test_secrets_by_value_never_reach_disk_in_the_body_the_query_or_the_echoed_answer(
+    tmp_path: Path, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {
+        "PROVIDER_CREDENTIAL": "cred-0123456789-secret",  # secret by the name's word part
+        "OPENAI_KEY": "sk-query-0123456789abcdef",
+        "HANDED_VALUE": "handed-to-the-stack-value",  # secret because the harness handed it
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    from dataclasses import replace
+
+    recording = replace(settings(Mode.RECORD), secret_names=("HANDED_VALUE",))
+    with FakeProvider() as fake:
+        echoed = run(ECHO, recording, tmp_path, fake.base_url)
+        sent = fake.requests[-1]
+
+    # The provider really got them (body and query) and echoed one back; the caller gets the
+    # answer as it is stored.
+    assert values["PROVIDER_CREDENTIAL"] in json.dumps(sent["body"])
+    assert values["OPENAI_KEY"] in sent["path"]
+    assert echoed.strip() == "You said: my credential is <redacted>"
+    (path,) = (tmp_path / "recordings").rglob("*.json")
+    text = path.read_text()
+    for value in values.values():
+        assert value not in text
+    assert text.count("<redacted>") >= 3
