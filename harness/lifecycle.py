@@ -263,7 +263,11 @@ class StackLifecycle:
         from harness.stack.app import create_app
 
         try:
-            app = create_app(self.options.run_config, recording=self.options.recording)
+            from harness.recording.redaction import secret_values
+
+            recording = self.options.recording
+            secrets = secret_values(self.options.stack_env, recording.secret_names)
+            app = create_app(self.options.run_config, recording=recording, secrets=secrets)
             return InProcessStack(app).start(timeout=self.options.startup_timeout)
         except Exception as exc:
             raise StackStartError(f"the in-process stack failed to start: {exc}") from exc

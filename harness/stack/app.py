@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -125,10 +125,14 @@ class Stack:
             self.inference.store.close()
 
 
-def build_stack(run_config: RunConfig, recording: RecordingSettings | None) -> Stack:
+def build_stack(
+    run_config: RunConfig, recording: RecordingSettings | None, secrets: Iterable[str] = ()
+) -> Stack:
     providers = {}
     for provider in run_config.enabled_providers("inference"):
-        providers[str(provider.provider_id)] = OpenAICompatProvider(provider, recording=recording)
+        providers[str(provider.provider_id)] = OpenAICompatProvider(
+            provider, recording=recording, secrets=secrets
+        )
     for spec in run_config.models:
         if spec.enabled and spec.provider_id not in providers:
             raise StackConfigError(
@@ -159,14 +163,21 @@ def _prompt_records(run_config: RunConfig) -> SqliteKVStore | SqlitePromptTable:
     return SqlitePromptTable(sql_path)
 
 
-def create_app(run_config: RunConfig, *, recording: RecordingSettings | None = None) -> Starlette:
+def create_app(
+    run_config: RunConfig,
+    *,
+    recording: RecordingSettings | None = None,
+    secrets: Iterable[str] = (),
+) -> Starlette:
     """The stack's ASGI app; provider calls are recorded or replayed as `recording` says.
 
     No recording settings means live provider calls. The app never reads the environment: the
     caller decides (`harness stack run` passes `RecordingSettings.from_env`, the pytest plugin
-    its resolved settings), so an app built in a test does what the test says.
+    its resolved settings), so an app built in a test does what the test says. `secrets` are
+    values that never reach disk, beside the ones the providers' configs hold (the caller
+    reads them from the stack's environment: ``redaction.secret_values``).
     """
-    stack = build_stack(run_config, recording)
+    stack = build_stack(run_config, recording, list(secrets))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

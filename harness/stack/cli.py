@@ -122,9 +122,12 @@ def run_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from harness.recording.modes import RecordingSettings
+    from harness.recording.redaction import secret_values
     from harness.stack.app import create_app
 
-    app = create_app(run_config, recording=RecordingSettings.from_env(os.environ))
+    recording = RecordingSettings.from_env(os.environ)
+    secrets = secret_values(os.environ, recording.secret_names) if recording else []
+    app = create_app(run_config, recording=recording, secrets=secrets)
     config = uvicorn.Config(
         app,
         host=host,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -27,7 +27,13 @@ logger = logging.getLogger(__name__)
 class OpenAICompatProvider:
     """An inference provider reached over HTTP with OpenAI's request and response shapes."""
 
-    def __init__(self, provider: ProviderConfig, *, recording: RecordingSettings | None) -> None:
+    def __init__(
+        self,
+        provider: ProviderConfig,
+        *,
+        recording: RecordingSettings | None,
+        secrets: Iterable[str] = (),
+    ) -> None:
         self.provider_id = str(provider.provider_id)
         spec = INFERENCE_PROVIDERS[provider.provider_type]
         self.spec = spec
@@ -43,7 +49,10 @@ class OpenAICompatProvider:
         self.default_max_tokens: int | None = _configured(config, spec.max_tokens_key)
         verify: bool | str = config.get(spec.verify_key, True) if spec.verify_key else True
         self.client = provider_http_client(
-            self.base_url, recording=recording, secrets=secret_values(config), verify=verify
+            self.base_url,
+            recording=recording,
+            secrets=[*secret_values(config), *secrets],
+            verify=verify,
         )
         self.listed_models: set[str] = set()
 
