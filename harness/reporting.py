@@ -124,6 +124,9 @@ def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[st
         f"stack-harness: {options.target.describe()}, mode {options.mode}; "
         f"recordings {tally} ({options.recording.directory})"
     ]
+    for fault in summary.faults:
+        if not fault.invocation:
+            lines.append(f"stack-harness: outside any test: {render_fault(fault).splitlines()[0]}")
     for event in summary.open_streams.values():
         lines.append(
             f"stack-harness: a stream was still open when its test ended and was not recorded: "
