@@ -71,9 +71,7 @@ def exchange(
     try:
         sent = send()
     except Exception as exc:
-        kind = kind_of(exc)
-        if kind is not None:
-            recorder.failure(pending, kind, str(exc) or type(exc).__name__)
+        recorder.failed(pending, exc, kind_of)
         raise
     return _answer(recorder, pending, sent)
 
@@ -87,6 +85,7 @@ async def exchange_async(
     send: Callable[[], Awaitable[Sent]],
     kind_of: Callable[[BaseException], FailureKind | None] = failure_kind,
 ) -> RecordedResponse:
+    """`exchange` for a client whose send is a coroutine (aiohttp)."""
     pending = recorder.prepare(method, url, headers, content)
     stored = recorder.replayable(pending)
     if stored is not None:
@@ -94,9 +93,7 @@ async def exchange_async(
     try:
         sent = await send()
     except Exception as exc:
-        kind = kind_of(exc)
-        if kind is not None:
-            recorder.failure(pending, kind, str(exc) or type(exc).__name__)
+        recorder.failed(pending, exc, kind_of)
         raise
     return _answer(recorder, pending, sent)
 

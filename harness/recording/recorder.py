@@ -318,6 +318,17 @@ class Recorder:
         failure = Failure(kind, self.redactor.text(message))
         self.record(pending, RecordedResponse(0, {}, failure))
 
+    def failed(
+        self,
+        pending: Pending,
+        exc: BaseException,
+        kind_of: Callable[[BaseException], FailureKind | None] | None = None,
+    ) -> None:
+        """Record a send that raised, if the error says the request got no answer."""
+        kind = (kind_of or failure_kind)(exc)
+        if kind is not None:
+            self.failure(pending, kind, str(exc) or type(exc).__name__)
+
     def record(self, pending: Pending, response: RecordedResponse) -> None:
         recording = Recording(
             fingerprint=pending.fingerprint,

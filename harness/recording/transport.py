@@ -33,7 +33,7 @@ from harness.recording.hosts import Route
 from harness.recording.httplibs import bind, library_of
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.normalize import framing_for
-from harness.recording.recorder import Pending, Recorder, failure_kind, sending
+from harness.recording.recorder import Pending, Recorder, sending
 from harness.recording.records import Failure, FailureKind, Recording
 from harness.recording.streams import recording_stream, replay_response
 
@@ -67,9 +67,8 @@ class _TransportMixin:
         )
 
     def _recorded_failure(self, pending: Pending, exc: BaseException) -> None:
-        kind = failure_kind(exc)
-        if kind is not None and isinstance(exc, self.lib.TransportError):
-            self.recorder.failure(pending, kind, str(exc) or type(exc).__name__)
+        if isinstance(exc, self.lib.TransportError):
+            self.recorder.failed(pending, exc)
 
     def _answer(self, pending: Pending, upstream: Any, request: Any, is_async: bool) -> Any:
         headers = self.recorder.response_headers(upstream.headers)
