@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from harness.recording.cli import verify_file
 from harness.recording.fingerprint import Normalizer
@@ -21,7 +22,7 @@ from harness.recording.redaction import (
     secret_values,
 )
 from harness.recording.store import RecordingStore
-from harness.recording.transport import wrap_transport
+from harness.recording.transport import wrap_async_transport, wrap_transport
 from tests.support.recording import in_test
 from tests.support.stub_server import StubServer
 
@@ -215,3 +216,57 @@ def test_a_key_in_the_query_body_and_an_echoed_error_never_reaches_disk(tmp_path
     text = path.read_text()
     assert key not in text and header_key not in text
     assert text.count(REDACTED) >= 4
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_provider_that_refuses_or_stalls_is_recorded_so_and_replayed_as_the_same_error(
+    tmp_path: Path, is_async: bool
+) -> None:
+    import asyncio
+    import time
+
+    from tests.support.processes import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/v1/models"
+
+    def stall(request, reply) -> None:
+        time.sleep(1.0)
+        reply.json(200, {})
+
+    def attempt(mode: Mode, urls: list[str]) -> list[str]:
+        settings = RecordingSettings(mode, tmp_path / "recordings")
+        caught = []
+        if is_async:
+
+            async def run() -> None:
+                transport = wrap_async_transport(httpx.AsyncHTTPTransport(), settings)
+                async with httpx.AsyncClient(transport=transport, timeout=0.3) as http:
+                    for url in urls:
+                        try:
+                            await http.get(url)
+                        except httpx.TransportError as exc:
+                            caught.append(type(exc).__name__)
+
+            with in_test(TEST_ID):
+                asyncio.run(run())
+        else:
+            transport = wrap_transport(httpx.HTTPTransport(), settings)
+            with in_test(TEST_ID), httpx.Client(transport=transport, timeout=0.3) as http:
+                for url in urls:
+                    try:
+                        http.get(url)
+                    except httpx.TransportError as exc:
+                        caught.append(type(exc).__name__)
+        return caught
+
+    with StubServer(stall) as slow:
+        urls = [closed, f"{slow.url}/v1/slow"]
+        recorded = attempt(Mode.RECORD, urls)
+    replayed = attempt(Mode.REPLAY, urls)
+
+    assert recorded == replayed == ["ConnectError", "ReadTimeout"]
+    kinds = sorted(
+        json.loads(p.read_text())["response"]["failure"]["kind"]
+        for p in (tmp_path / "recordings").rglob("*.json")
+    )
+    assert kinds == ["connect", "read-timeout"]
