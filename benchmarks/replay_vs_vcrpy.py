@@ -32,7 +32,8 @@ from harness.recording.context import Attribution, attributed
 from harness.recording.fingerprint import canonical_request, fingerprint
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.normalize import recorded_id
-from harness.recording.store import RecordingStore, dumps
+from harness.recording.records import dumps
+from harness.recording.store import RecordingStore
 from harness.recording.transport import wrap_transport
 
 TEST_ID = "tests/integration/inference/test_bench.py::test_replay"

@@ -25,6 +25,7 @@ passed-through request is counted in the session summary.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import json
 import os
@@ -111,6 +112,15 @@ class HostPolicy:
 
     def route(self, host: str, port: int) -> tuple[Route, str]:
         """Record or pass through, and which part of the rule decided."""
+        decided = _static_route(self, host, port)
+        if decided is not None:
+            return decided
+        if self.test_processes and served_by_tests(port, self.test_processes):
+            return Route.PASSTHROUGH, "a server the test process runs"
+        return Route.RECORD, "a loopback server that is not the test's"
+
+    def _static_route(self, host: str, port: int) -> tuple[Route, str] | None:
+        """Rules 1-4, which depend on the host alone; None for a loopback rule 5 decides."""
         key = host_key(host, port)
         plain = host.strip("[]").lower()
         candidates = {key, key.rsplit(":", 1)[0], f"{plain}:{port}", plain}
@@ -122,9 +132,7 @@ class HostPolicy:
             return Route.RECORD, "a provider the configuration names"
         if not is_loopback(host):
             return Route.RECORD, "not a loopback host"
-        if self.test_processes and served_by_tests(port, self.test_processes):
-            return Route.PASSTHROUGH, "a server the test process runs"
-        return Route.RECORD, "a loopback server that is not the test's"
+        return None
 
     def to_env(self) -> dict[str, str]:
         env = {}
@@ -150,6 +158,11 @@ class HostPolicy:
             providers=listed(PROVIDER_HOSTS_ENV),
             test_processes=env.get(TEST_PROCESSES_ENV, "").strip(),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _static_route(policy: HostPolicy, host: str, port: int) -> tuple[Route, str] | None:
+    return policy._static_route(host, port)
 
 
 def parse_globs(raw: str | Iterable[str]) -> tuple[str, ...]:

@@ -172,8 +172,9 @@ class Recorder:
         if attribution is None:
             attribution, inferred = resolve_attribution()
         request, base = self.identify(method, url, headers, content, attribution)
-        occurrence = attribution.occurrence(fingerprint(base))
-        pending = self.pending(request, base, occurrence, attribution)
+        base_fp = fingerprint(base)
+        occurrence = attribution.occurrence(base_fp)
+        pending = self.pending(request, base, occurrence, attribution, base_fp)
         return replace(pending, inferred=inferred) if inferred else pending
 
     def identify(
@@ -209,12 +210,18 @@ class Recorder:
         base: dict[str, Any],
         occurrence: int,
         attribution: Attribution,
+        base_fingerprint: str | None = None,
     ) -> Pending:
         """A request identified earlier, as the given repeat of itself."""
-        canonical = canonical_request(
-            base["method"], base["path"], base["query"], base["body"], base["test_id"], occurrence
-        )
-        fp = fingerprint(canonical)
+        base_fp = base_fingerprint or fingerprint(base)
+        if occurrence:
+            canonical = canonical_request(
+                base["method"], base["path"], base["query"], base["body"], base["test_id"],
+                occurrence,
+            )  # fmt: skip
+            fp = fingerprint(canonical)
+        else:
+            canonical, fp = base, base_fp
         return Pending(
             request=request,
             canonical=canonical,
@@ -222,7 +229,7 @@ class Recorder:
             path=self.store.path_for(attribution.test_id, fp),
             started=time.monotonic(),
             attribution=attribution,
-            base_fingerprint=fingerprint(base),
+            base_fingerprint=base_fp,
         )
 
     # -- 3. replay --------------------------------------------------------------------------
