@@ -21,7 +21,6 @@ to which the process writes the names of its environment variables at start-up.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -30,7 +29,7 @@ from typing import Any
 
 import httpx
 import openai
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -60,10 +59,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 def bare_500() -> Response:
     return JSONResponse({"detail": "Internal server error: An unexpected error occurred."}, 500)
-
-
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
 
 
 async def models(request: Request) -> Response:
@@ -109,7 +104,7 @@ async def completions(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/models", models),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -120,11 +115,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="A stack server that is not the harness's.")
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, "A stack server that is not the harness's.")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ provider); `<config>` is accepted and ignored.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import contextvars
@@ -31,7 +30,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -71,10 +70,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await app.state.client.aclose()
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
-
-
 async def chat_in_a_fresh_context(request: Request) -> Response:
     body = await request.json()
     call = forward(request.app.state.client, "/v1/chat/completions", body)
@@ -89,7 +84,7 @@ async def embeddings_through_a_queue(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/chat/completions", chat_in_a_fresh_context, methods=["POST"]),
         Route("/v1/embeddings", embeddings_through_a_queue, methods=["POST"]),
     ],
@@ -98,11 +93,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

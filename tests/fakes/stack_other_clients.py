@@ -21,7 +21,6 @@ provider); `<config>` is accepted and ignored. Needs `requests` and `aiohttp` (t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any
 
 import aiohttp
 import requests
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -53,10 +52,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.aiohttp = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     yield
     await app.state.aiohttp.close()
-
-
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
 
 
 async def chat_with_requests(request: Request) -> Response:
@@ -102,7 +97,7 @@ async def embeddings_with_aiohttp(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/chat/completions", chat_with_requests, methods=["POST"]),
         Route("/v1/completions", completions_with_urllib, methods=["POST"]),
         Route("/v1/embeddings", embeddings_with_aiohttp, methods=["POST"]),
@@ -112,11 +107,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

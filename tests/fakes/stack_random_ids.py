@@ -25,14 +25,13 @@ provider); `<config>` is accepted and ignored.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,10 +45,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.files = {}
     yield
     await app.state.client.aclose()
-
-
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
 
 
 async def upload(request: Request) -> Response:
@@ -87,7 +82,7 @@ async def file_search(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/files", upload, methods=["POST"]),
         Route("/v1/file-search", file_search, methods=["POST"]),
     ],
@@ -96,11 +91,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

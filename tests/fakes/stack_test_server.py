@@ -25,7 +25,6 @@ provider); the tool's URL comes with each request; `<config>` is accepted and ig
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -33,7 +32,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -82,10 +81,6 @@ async def tool_over_sse(client: httpx.AsyncClient, tool_url: str, question: str)
     raise RuntimeError("the tool's stream ended before its answer")
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
-
-
 async def tool_chat(request: Request) -> Response:
     body = await request.json()
     client: httpx.AsyncClient = request.app.state.client
@@ -112,7 +107,7 @@ async def stream_tool_chat(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/tool-chat", tool_chat, methods=["POST"]),
         Route("/v1/stream-tool-chat", stream_tool_chat, methods=["POST"]),
     ],
@@ -121,11 +116,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ read at import time; `<config>` is accepted and ignored.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import os
@@ -28,7 +27,7 @@ import threading
 from typing import Any
 
 import httpx
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,10 +44,6 @@ def forward(path: str, body: Any) -> Response:
     except httpx.HTTPError:
         return JSONResponse({"detail": "Internal server error: An unexpected error occurred."}, 500)
     return JSONResponse(answer.json(), status_code=answer.status_code)
-
-
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
 
 
 async def chat_from_a_plain_thread(request: Request) -> Response:
@@ -77,7 +72,7 @@ async def completions_from_to_thread(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/chat/completions", chat_from_a_plain_thread, methods=["POST"]),
         Route("/v1/embeddings", embeddings_from_an_executor, methods=["POST"]),
         Route("/v1/completions", completions_from_to_thread, methods=["POST"]),
@@ -86,11 +81,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

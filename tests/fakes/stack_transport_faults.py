@@ -24,7 +24,6 @@ timeout in seconds (default 0.5); `<config>` is accepted and ignored.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import socket
@@ -32,7 +31,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
+from serving import HEALTH, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -75,10 +74,6 @@ async def forward(request: Request, root: str) -> Response:
     return JSONResponse(answer.json(), status_code=answer.status_code)
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "OK"})
-
-
 async def chat(request: Request) -> Response:
     return await forward(request, request.app.state.provider)
 
@@ -89,7 +84,7 @@ async def refused(request: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/v1/health", health),
+        HEALTH,
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/refused", refused, methods=["POST"]),
     ],
@@ -98,11 +93,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="accepted and ignored")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    serve(app, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
