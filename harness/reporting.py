@@ -3,30 +3,22 @@
 A replay miss can reach a test three ways: the stack answers with an error carrying the
 diagnostic (server and library modes, collected by :class:`MissCollector` from the responses),
 a `ReplayMissError` is raised in the test's own process, or vcrpy finds no interaction for a
-request (URL mode). :func:`misses_for` merges them, :func:`show_misses` puts them into the
-test's report, and :func:`summary_lines` / :func:`finish_usage` end the session with the
-tally and, after a complete replay run, the last-run file that `harness recordings prune` reads.
+request (URL mode; the stack's kind finds it). :func:`show_misses` puts them into the test's
+report; `harness.summary` ends the session with the tally and the files it writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.lifecycle import StackLifecycle
-from harness.options import HarnessOptions
-from harness.recording.errors import (
-    RECORDING_MISS_HEADER,
-    ReplayMissError,
-    find_in_chain,
-    format_miss,
-)
-from harness.recording.modes import Mode
-from harness.targets import UrlTarget
+from harness.recording.errors import RECORDING_MISS_HEADER, format_miss
+
+if TYPE_CHECKING:
+    from harness.kinds import StackKind
+    from harness.options import HarnessOptions
 
 
 class MissCollector:
@@ -48,16 +40,11 @@ class MissCollector:
         self.misses.append(report or {"fingerprint": response.headers[RECORDING_MISS_HEADER]})
 
 
-def raised_miss(error: BaseException | None, options: HarnessOptions) -> dict[str, Any] | None:
+def raised_miss(error: BaseException | None, kind: StackKind | None) -> dict[str, Any] | None:
     """The replay miss a test phase failed with (also wrapped by an SDK), or None."""
-    if error is None:
+    if error is None or kind is None:
         return None
-    if isinstance(options.target, UrlTarget):
-        from harness.recording.cassettes import miss_from
-
-        raised = miss_from(error, options.recording)
-    else:
-        raised = find_in_chain(error, ReplayMissError)
+    raised = kind.raised_miss(error)
     return raised.miss if raised is not None else None
 
 
@@ -112,110 +99,18 @@ def show_stack_gone(report: pytest.TestReport, what: str) -> None:
 
 
 def announce(config: pytest.Config, message: str) -> None:
-    """Write a line to the terminal now, even from inside a fixture with capture on."""
+    """Write lines to the terminal now, even from inside a fixture with capture on.
+
+    pytest has no public way to suspend capturing outside a test (`capsys.disabled()` is a
+    test's fixture), so this uses the capture plugin's method where it has one, and otherwise
+    writes anyway (the line may then be captured with the test's output).
+    """
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:
         return
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    suspend = getattr(capture, "global_and_fixture_disabled", None)
+    with suspend() if suspend is not None else contextlib.nullcontext():
         reporter.ensure_newline()
-        reporter.write_line(f"stack-harness: {message}")
-
-
-@dataclass
-class Collection:
-    """What the session collected: prune may trust a run only if it ran every recorded test."""
-
-    node_ids: set[str] = field(default_factory=set)
-    deselected: bool = False
-
-
-def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[str]:
-    from harness.recording import usage
-
-    log = options.recording.usage_log
-    if lifecycle.owns_usage_log and log is not None:
-        counts = usage.read_usage(log).counts
-        tally = ", ".join(f"{counts[k]} {k}" for k in (usage.USED, usage.RECORDED, usage.MISSED))
-    else:
-        tally = "not counted (the server was not started by this session)"
-    assert options.target is not None
-    lines = [
-        f"stack-harness: {options.target.describe()}, mode {options.mode}; "
-        f"recordings {tally} ({options.recording.directory})"
-    ]
-    if lifecycle.ending:
-        lines.append(f"stack-harness: {lifecycle.ending}")
-    return lines
-
-
-def finish_usage(
-    config: pytest.Config,
-    options: HarnessOptions,
-    lifecycle: StackLifecycle,
-    collection: Collection,
-    exitstatus: int,
-) -> Path | None:
-    """Write the last-run file after a complete replay run; drop the usage log either way."""
-    from harness.recording import usage
-
-    log = options.recording.usage_log
-    if log is None:
-        return None
-    written = None
-    if complete_replay(config, options, lifecycle, collection, exitstatus):
-        used = usage.read_usage(log).touched
-        written = usage.write_last_run(options.recording.directory, used)
-    log.unlink(missing_ok=True)
-    return written
-
-
-def write_misses(options: HarnessOptions) -> None:
-    """The node ids of the tests that missed a recording, one per line (empty when none)."""
-    from harness.recording import usage
-
-    assert options.misses_file is not None
-    log = options.recording.usage_log
-    missed = usage.read_usage(log).missed if log is not None else []
-    ids = list(dict.fromkeys(test_id for _, test_id in missed if test_id))
-    options.misses_file.parent.mkdir(parents=True, exist_ok=True)
-    options.misses_file.write_text("".join(f"{test_id}\n" for test_id in ids), encoding="utf-8")
-
-
-def complete_replay(
-    config: pytest.Config,
-    options: HarnessOptions,
-    lifecycle: StackLifecycle,
-    collection: Collection,
-    exitstatus: int,
-) -> bool:
-    """True when the run ran every test that has recordings: prune can trust its usage log.
-
-    A narrower run (a -k, a suite, one model of a matrix) used only some recordings and must
-    not make prune delete the others.
-    """
-    option = config.option
-    narrowed = (
-        option.keyword
-        or option.markexpr
-        or getattr(option, "deselect", None)
-        or getattr(option, "lf", False)
-        or getattr(option, "stepwise", False)
-        or collection.deselected
-    )
-    if narrowed or exitstatus != pytest.ExitCode.OK or options.mode is not Mode.REPLAY:
-        return False
-    if not lifecycle.owns_usage_log or isinstance(options.target, UrlTarget):
-        return False
-    from harness.recording.errors import RecordingError
-    from harness.recording.store import RecordingStore
-
-    store = RecordingStore(options.recording.directory)
-    recorded_tests = set()
-    for path in store.iter_files():
-        try:
-            recorded_tests.add(store.load(path)["test_id"])
-        except RecordingError:
-            return False  # verify's business; prune must not act on a directory it cannot read
-    recorded_tests.discard("")
-    return recorded_tests <= collection.node_ids
+        for line in message.splitlines():
+            reporter.write_line(f"stack-harness: {line}")

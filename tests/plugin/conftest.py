@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness import server
+from harness.processes import stop_process_group
 from tests.fakes.provider import FakeProvider
 from tests.support.projects import CHAT_TESTS, HARNESS_ENV, RUN_YAML
 
@@ -71,5 +72,5 @@ def run_stack_server(fake_provider):
 
     yield start
     for process in processes:
-        server.stop_process_group(process.pid)
+        stop_process_group(process.pid)
         process.wait(timeout=10)

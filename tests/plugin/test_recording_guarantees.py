@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import server
+from harness import processes, serverstate
 from tests.fakes.provider import FakeProvider
 from tests.support.processes import free_port, inner_pytest, started_pid, wait_gone
 from tests.support.projects import recordings
@@ -146,9 +146,9 @@ def test_an_interrupted_record_run_keeps_the_good_recording(project, monkeypatch
 
 
 def _stop_port(port: int) -> None:
-    state = server.state_dir() / f"port-{port}.json"
+    state = serverstate.state_dir() / f"port-{port}.json"
     if state.exists():
-        server.stop_process_group(json.loads(state.read_text())["pid"])
+        processes.stop_process_group(json.loads(state.read_text())["pid"])
 
 
 def test_verify_tells_a_cut_stream_from_a_complete_one(project):

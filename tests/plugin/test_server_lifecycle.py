@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from harness import server
+from harness import processes, server, serverstate
 from tests.support.processes import free_port, inner_pytest, interrupt, started_pid, wait_gone
 from tests.support.projects import dedent, recordings
 
@@ -179,7 +179,7 @@ def test_two_sessions_on_one_port_share_the_server_until_the_last_ends(project):
                 "for 1 other test session(s) holding it*",
             ]
         )
-        assert server.alive(pid)  # the first session still holds it
+        assert processes.alive(pid)  # the first session still holds it
     assert wait_gone(pid)
 
 
@@ -198,7 +198,7 @@ def test_server_gets_env_options_and_the_setup_defaults(project, monkeypatch, tm
 
     result.assert_outcomes(passed=1)
     assert (stores / "kvstore.db").exists()
-    log = server.log_path_for(port).read_text()
+    log = serverstate.log_path_for(port).read_text()
     assert "url: http://localhost:11434" in log  # the ollama setup's default OLLAMA_URL
 
 
