@@ -2,7 +2,15 @@
 
 Each test builds a small project in pytester's directory (a run.yaml for the fake Ollama-wire
 provider with its sqlite stores in tmp_path, and a test module using the plugin's fixtures)
-and runs pytest on it, in a subprocess wherever a process boundary matters.
+and runs pytest on it: in a subprocess wherever a process boundary matters, in this process
+(`runpytest_inprocess`) where it does not, such as library mode.
+
+An in-process run gets pytester's snapshot of `sys.modules`: what the inner session imports
+is dropped again when it ends. A package this process has imported in part (starlette, say,
+for the fake provider) would then be half old, half new in the next inner session, and its
+routes would stop matching. So the modules an inner library-mode session imports are
+imported here, once, before any snapshot is taken; what the harness itself keeps per session
+is its own business, and `test_inprocess_sessions` checks that none of it outlives one.
 """
 
 from __future__ import annotations
@@ -14,8 +22,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2  # noqa: F401 - see the module docstring: imported before any snapshot
+import openai  # noqa: F401
 import pytest
+import requests  # noqa: F401
+import vcr  # noqa: F401
 
+import harness.client_patch  # noqa: F401
+import harness.inprocess  # noqa: F401
+import harness.kinds_server  # noqa: F401
+import harness.recording.cassettes  # noqa: F401
+import harness.stack.app  # noqa: F401
 from harness import server
 from harness.processes import stop_process_group
 from tests.fakes.provider import FakeProvider
