@@ -173,18 +173,18 @@ class ServerKind(StackKind):
     def gone(self) -> Gone | None:
         if not self._base_url:
             return None
-        from harness import server
+        from harness import health
 
         if self.server is None:  # a stack we did not start: all we can do is ask it
-            if server.probe("127.0.0.1", self.port, timeout=1.0).state is server.ProbeState.HEALTHY:
+            if health.probe("127.0.0.1", self.port, timeout=1.0).state is health.ProbeState.HEALTHY:
                 return None
             return Gone(f"the stack on port {self.port} stopped answering")
-        tail = server.log_tail(self.log) if self.log else ""
+        tail = health.log_tail(self.log) if self.log else ""
         if not self.server.alive():
             how = self.lease.exit_description() if self.lease is not None else "exited"
             what = f"the stack server (pid {self.server.pid}) on port {self.port} {how}"
             return Gone(what, self.log, tail)
-        stopped = server.stopped_report(self.server, self.port)
+        stopped = health.stopped_report(self.server, self.port)
         if stopped is not None:
             return Gone(stopped[0], self.log, tail, advice=stopped[1])
         return None

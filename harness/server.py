@@ -1,13 +1,13 @@
 """Start, reuse and stop a stack server process on a port.
 
 This module knows processes and ports, not pytest, so it can be tested and benchmarked on
-its own. Sharing works across processes through files in a per-user state directory (see
-`harness.serverstate`): per port, a `filelock` that serialises start/stop decisions and a small
-JSON state naming the server we started and the processes holding it (a reference count by
-process identity). The first holder starts the server while holding the lock, so the others
-wait and then reuse it; the last holder to release it stops it. A server that was already
-running when nobody held it (started by hand) is reused only when the spec allows it, and is
-never stopped.
+its own; what answers on a port is asked through `harness.health`. Sharing works across
+processes through files in a per-user state directory (see `harness.serverstate`): per port,
+a `filelock` that serialises start/stop decisions and a small JSON state naming the server we
+started and the processes holding it (a reference count by process identity). The first
+holder starts the server while holding the lock, so the others wait and then reuse it; the
+last holder to release it stops it. A server that was already running when nobody held it
+(started by hand) is reused only when the spec allows it, and is never stopped.
 
 Which port: an explicit one is used or the session fails saying why; the default port is
 preferred, and when it is taken (another test session's server with other settings, a stack
@@ -25,8 +25,6 @@ is owned by the lease it returns, not by this module: the caller releases it.
 from __future__ import annotations
 
 import enum
-import http.client
-import json
 import logging
 import socket
 import subprocess
@@ -40,13 +38,19 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from harness import serverstate
+from harness.health import (
+    LOG_TAIL_LINES,
+    ProbeState,
+    log_tail,
+    probe,
+    stopped_message,
+)
 from harness.processes import (
     STOP_GRACE_SECONDS,
     ProcessId,
     describe_exit,
     listener_of,
     stop_process_group,
-    stopped_in_tree,
 )
 from harness.serverstate import (
     log_path_for,
@@ -61,10 +65,6 @@ from harness.targets import PortRule
 
 logger = logging.getLogger(__name__)
 
-HEALTH_PATH = "/v1/health"
-HEALTHY_BODY = {"status": "OK"}
-LOG_TAIL_LINES = 40
-
 
 class StackServerError(Exception):
     """The stack server could not be started or reused; the message says why and what to do."""
@@ -72,12 +72,6 @@ class StackServerError(Exception):
 
 class PortTaken(StackServerError):
     """The port holds something this session may not use (it may move to another port)."""
-
-
-class ProbeState(enum.StrEnum):
-    FREE = "free"  # nothing listens
-    HEALTHY = "healthy"  # a stack answers its health check
-    OTHER = "other"  # something else answers, or nothing answers in time
 
 
 class Origin(enum.StrEnum):
@@ -117,82 +111,6 @@ class ServerSpec:
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What answered on a port: nothing, a healthy stack, or something else (described)."""
-
-    state: ProbeState
-    description: str = ""
-
-
-def probe(host: str, port: int, timeout: float = 2.0) -> Probe:
-    """Ask `GET /v1/health` once; stdlib only, because reuse must cost milliseconds."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", HEALTH_PATH, headers={"Accept": "application/json"})
-        response = conn.getresponse()
-        body = response.read(4096)
-    except ConnectionRefusedError:
-        return Probe(ProbeState.FREE)
-    except TimeoutError:
-        return Probe(
-            ProbeState.OTHER,
-            f"a service that accepted the connection but did not answer GET {HEALTH_PATH} "
-            f"within {timeout:g} s",
-        )
-    except (http.client.HTTPException, OSError) as exc:
-        return Probe(
-            ProbeState.OTHER, f"a service that does not speak HTTP ({exc.__class__.__name__})"
-        )
-    finally:
-        conn.close()
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    if response.status == 200 and parsed == HEALTHY_BODY:
-        return Probe(ProbeState.HEALTHY)
-    server = response.getheader("Server")
-    text = body[:200].decode("utf-8", "replace")
-    return Probe(
-        ProbeState.OTHER,
-        f"HTTP {response.status} {response.reason}"
-        + (f" from a '{server}' server" if server else "")
-        + f" to GET {HEALTH_PATH}: {text!r}",
-    )
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        content = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(content.splitlines()[-lines:]) or "(the log is empty)"
-
-
-def stopped_report(server: ProcessId, port: int) -> tuple[str, str] | None:
-    """If the server's process (or a process it runs) is stopped: what, and what to do."""
-    stopped = stopped_in_tree(server.pid)
-    if not stopped:
-        return None
-    which = ", ".join(str(pid) for pid in stopped)
-    what = (
-        f"the stack server (pid {server.pid}) on port {port} is stopped: process(es) {which} "
-        "in state T (SIGSTOP, or Ctrl-Z in its terminal)"
-    )
-    advice = (
-        "A stopped server accepts connections but never answers. Resume it with "
-        f"`kill -CONT -{server.pid}`, or end it with `kill -KILL -{server.pid}`."
-    )
-    return what, advice
-
-
-def stopped_message(server: ProcessId, port: int) -> str | None:
-    """One message for a stopped server (see :func:`stopped_report`), else None."""
-    report = stopped_report(server, port)
-    return f"{report[0]}. {report[1]}" if report else None
 
 
 @dataclass

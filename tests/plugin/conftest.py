@@ -45,6 +45,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.import_plugin("pytester")
 
 
+@pytest.fixture(autouse=True)
+def _clean_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every inner session runs without the harness variables of the calling shell (whatever
+    they hold), as a new shell would; a test sets the ones it is about."""
+    for name in HARNESS_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fake_provider() -> Iterator[FakeProvider]:
     with FakeProvider() as fake:
@@ -56,8 +64,6 @@ def project(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path_factory, fake_provider
 ):
     """A project with run.yaml and a chat test module; the environment points at the fake."""
-    for name in HARNESS_ENV:
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OLLAMA_URL", fake_provider.base_url)
     monkeypatch.setenv("SQLITE_STORE_DIR", str(tmp_path_factory.mktemp("stores")))
     pytester.makefile(".yaml", run=RUN_YAML)
