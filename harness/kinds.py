@@ -57,6 +57,8 @@ class Gone:
 class StackKind:
     """The interface; the base's answers are those of a stack with nothing to watch."""
 
+    options: HarnessOptions
+
     origin = ""  # how this session got its stack, once open
     keepalive = True  # reuse connections to it
     counts_usage = True  # this session reads the usage log its stack writes
@@ -70,6 +72,11 @@ class StackKind:
 
     def open(self) -> str:
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """The target, as the summary names it (a server: on the port it really took)."""
+        target = self.options.target
+        return target.describe() if target is not None else ""
 
     def transport(self, lib: Any) -> Any:
         limits = {} if self.keepalive else {"limits": lib.Limits(max_keepalive_connections=0)}

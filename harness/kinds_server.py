@@ -83,6 +83,11 @@ class ServerKind(StackKind):
     def base_url(self) -> str:
         return self._base_url
 
+    def describe(self) -> str:
+        if not self._base_url:
+            return self.target.describe()
+        return f"server:{self.target.config} on port {self.port}"
+
     @property
     def pid(self) -> int | None:
         return self.server.pid if self.server is not None else None

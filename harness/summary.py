@@ -92,9 +92,9 @@ def summary_lines(session: HarnessSession) -> list[str]:
         tally = ", ".join(f"{counts[k]} {k}" for k in (usage.USED, usage.RECORDED, usage.MISSED))
     else:
         tally = "not counted (the server was not started by this session)"
-    assert options.target is not None
+    assert options.target is not None and kind is not None
     lines = [
-        f"stack-harness: {options.target.describe()}, mode {options.mode}; "
+        f"stack-harness: {kind.describe()}, mode {options.mode}; "
         f"recordings {tally} ({options.recording.directory})"
     ]
     if session.lifecycle.ending:

@@ -66,6 +66,7 @@ def test_a_default_port_held_with_other_settings_moves_to_a_free_port(project, m
         )
         assert "mode: 'record' there, 'replay' here" in output
         assert f"using free port {port} instead" in output
+        assert f"stack-harness: server:run.yaml on port {port}, mode replay;" in output
         assert alive(held)  # the other session's server is left alone
     assert wait_gone(held) and wait_gone(pid)
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.fakes.provider import FakeProvider
 from tests.support.processes import free_port
 from tests.support.projects import CHAT_TESTS
+
+BIN = Path(sys.executable).parent
+PATH = os.environ.get("PATH", "")
 
 SWALLOWED = """
 import openai, pytest
@@ -102,7 +107,12 @@ def test_the_printed_command_repeats_every_option_that_shapes_the_request(projec
             command,
             shell=True,
             cwd=project.path,
-            env={**os.environ, "EXTRA": "secret-x"},
+            # `pytest` is this interpreter's, whether or not its virtualenv is activated.
+            env={
+                **os.environ,
+                "EXTRA": "secret-x",
+                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            },
             capture_output=True,
             text=True,
             timeout=120,
