@@ -26,7 +26,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness import server
+from harness import processes, server
 
 TESTS = textwrap.dedent(
     """
@@ -88,7 +88,7 @@ def main() -> None:
                 time.sleep(0.05)
             report(work, env, port, args.runs)
         finally:
-            server.stop_process_group(stack.pid)
+            processes.stop_process_group(stack.pid)
             stack.wait()
 
 

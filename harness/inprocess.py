@@ -8,7 +8,9 @@ queue as the app sends it. `httpx.ASGITransport` (async only) and Starlette's `T
 would buffer a streamed body until the app finished, which hides streaming behaviour.
 
 One transport serves both `httpx` (the `http_client` fixture) and `httpx2` (what the openai
-3.x SDK accepts as `http_client`), bound to each by `harness.recording.httplibs`.
+3.x SDK accepts as `http_client`), bound to each by `harness.recording.httplibs`. An async
+twin serves the async clients a test builds itself: it waits for the app's messages in a
+worker thread, so the test's event loop is never blocked.
 """
 
 from __future__ import annotations
@@ -201,6 +203,10 @@ class InProcessStack:
         """A sync transport of `lib` (httpx, or httpx2 for the openai SDK) into the app."""
         return bind(_InProcessTransportMixin, "BaseTransport", lib)(self)
 
+    def async_transport(self, lib: Any) -> Any:
+        """An async transport of `lib` into the app (for async clients)."""
+        return bind(_AsyncInProcessTransportMixin, "AsyncBaseTransport", lib)(self)
+
 
 def _wait_start(exchange: _Exchange, timeout: float | None) -> tuple[int, list[Any]]:
     while True:
@@ -275,4 +281,60 @@ class _InProcessTransportMixin:
                 f"the in-process stack did not answer within {timeout} s", request=request
             ) from None
         stream = bind(_ChunkStreamMixin, "SyncByteStream", lib)(exchange, timeout, request)
+        return lib.Response(status, headers=headers, stream=stream, request=request)
+
+
+class _AsyncChunkStreamMixin:
+    """The async body: each chunk is awaited in a worker thread, off the caller's loop."""
+
+    lib: Any
+
+    def __init__(self, exchange: _Exchange, timeout: float | None, request: Any) -> None:
+        self._chunks = _body_chunks(exchange, timeout)
+        self._exchange = exchange
+        self._timeout = timeout
+        self._request = request
+
+    async def __aiter__(self) -> Any:
+        import anyio.to_thread
+
+        while True:
+            try:
+                chunk = await anyio.to_thread.run_sync(next, self._chunks, None)
+            except queue.Empty:
+                raise self.lib.ReadTimeout(
+                    f"the in-process stack sent no data for {self._timeout} s",
+                    request=self._request,
+                ) from None
+            if chunk is None:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._exchange.disconnect()
+
+
+class _AsyncInProcessTransportMixin:
+    """An async transport into the in-process app; bound to httpx and httpx2."""
+
+    lib: Any
+
+    def __init__(self, stack: InProcessStack) -> None:
+        self.stack = stack
+
+    async def handle_async_request(self, request: Any) -> Any:
+        import anyio.to_thread
+
+        lib = self.lib
+        timeout = _read_timeout(request)
+        body = await request.aread()
+        exchange = self.stack.submit(request.method, request.url, list(request.headers.raw), body)
+        try:
+            status, headers = await anyio.to_thread.run_sync(_wait_start, exchange, timeout)
+        except queue.Empty:
+            exchange.disconnect()
+            raise lib.ReadTimeout(
+                f"the in-process stack did not answer within {timeout} s", request=request
+            ) from None
+        stream = bind(_AsyncChunkStreamMixin, "AsyncByteStream", lib)(exchange, timeout, request)
         return lib.Response(status, headers=headers, stream=stream, request=request)

@@ -1,57 +1,49 @@
 """The pytest plugin: `--stack-config` and friends, and the fixtures tests use.
 
-Hooks and fixtures only. Options are resolved once into a frozen value (`options`), the stack
-is started, reused or adopted by one entry point (`lifecycle`), misses and the summary are
-rendered by `reporting`; parsing lives in `targets`, processes in `server`, in-process serving
-in `inprocess`, and everything about recordings in `harness.recording`. Heavy imports (httpx,
-openai, the stack's app) happen only when a test asks for a stack.
+Hooks and fixtures only. Flags are declared in `flags`, resolved once into a frozen value
+(`options`); everything the session makes or holds belongs to one `session.HarnessSession`
+(its stack, through `lifecycle` and the stack's kind in `kinds`; the current test; the patch
+for clients a test builds itself), which is closed in one place. Misses are shown by
+`reporting` (from the session's event log, the one route by which a recording fault reaches
+its test), the end of the session by `summary`. Heavy imports (httpx, openai, the stack's
+app) happen only when a test asks for a stack.
 
-Under pytest-xdist the controller holds a server it starts (before the workers exist) and hands
-its URL, the usage log and the scratch directory to the workers; library mode runs one
-in-process stack per worker.
+The client fixtures are session-scoped, as Llama Stack's are, and each request still carries
+the current test's id: the session knows which test runs, from the start of its setup to the
+end of its teardown (a session fixture set up during the first test belongs to that test).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import options as harness_options
-from harness import reporting, setups
-from harness.lifecycle import (
-    StackHandle,
-    StackLifecycle,
-    StackStartError,
-    sdk_http_library,
-)
-from harness.options import STACK_CONFIG_ENV, WORKER_KEY, HarnessOptions
-from harness.recording.context import attribution_headers
-from harness.recording.errors import RecordingError
-from harness.recording.modes import Mode
-from harness.stack.run_config import StackConfigError
-from harness.targets import ServerTarget, StackTarget, UrlTarget
+from harness import flags, reporting
+from harness.environment import API_KEY_ENV, STACK_CONFIG_ENV
+from harness.kinds import StackStartError
+from harness.lifecycle import StackHandle, sdk_http_library
+from harness.options import HarnessOptions, resolve
+from harness.session import WORKER_KEY, HarnessSession, TestScope, WorkerData
+from harness.summary import Collection, Ending, finish
+from harness.targets import StackTarget, TargetSource
 
 SKIP_MESSAGE = (
     "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
     f"set {STACK_CONFIG_ENV}, or set stack_config in the pytest ini options"
 )
+STACK_FIXTURE = "_harness_stack"
 
-_OPTIONS = pytest.StashKey[HarnessOptions]()
-_LIFECYCLE = pytest.StashKey[StackLifecycle]()
-_COLLECTION = pytest.StashKey[reporting.Collection]()
-_FAULTS = pytest.StashKey[reporting.FaultCollector]()
-_INVOCATION = pytest.StashKey[str]()
+_SESSION = pytest.StashKey[HarnessSession]()
+_COLLECTION = pytest.StashKey[Collection]()
+_ENDING = pytest.StashKey[Ending]()
+_SCOPE = pytest.StashKey[TestScope]()
 _STOOD_ASIDE = pytest.StashKey[list[str]]()
 
 
-# -- options ----------------------------------------------------------------------------------
+# -- options and the session ------------------------------------------------------------------
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -66,30 +58,31 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     # defines the same ones (Llama Stack's own tests/integration/conftest.py does) wins: the
     # harness then stands aside for the session instead of breaking it with an argparse clash.
     result = yield
-    taken = harness_options.taken_flags(parser)
+    taken = flags.taken_flags(parser)
     if taken:
         early_config.stash[_STOOD_ASIDE] = taken
     else:
-        harness_options.add_options(parser)
+        flags.add_options(parser)
     return result
+
+
+def _worker_data(config: pytest.Config) -> WorkerData | None:
+    """The one place that asks whether this process is an xdist worker."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or WORKER_KEY not in workerinput:
+        return None
+    return WorkerData.from_dict(workerinput[WORKER_KEY])
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     if _STOOD_ASIDE in config.stash:
         return
-    try:
-        options = harness_options.resolve(config)
-    except (StackConfigError, RecordingError, setups.SetupError) as exc:
-        raise pytest.UsageError(str(exc)) from None
-    lifecycle = StackLifecycle(options, partial(reporting.announce, config))
-    if hasattr(config, "workerinput") and isinstance(options.target, ServerTarget):
-        shared = config.workerinput[WORKER_KEY]
-        lifecycle.adopt(shared["base_url"], shared["server_pid"])
-    config.stash[_OPTIONS] = options
-    config.stash[_LIFECYCLE] = lifecycle
-    config.stash[_COLLECTION] = reporting.Collection()
-    config.stash[_FAULTS] = reporting.FaultCollector(options.recording.usage_log)
+    options = resolve(config)
+    session = HarnessSession(options, partial(reporting.announce, config), _worker_data(config))
+    config.stash[_SESSION] = session
+    config.stash[_COLLECTION] = Collection()
+    config.add_cleanup(session.close)  # for a session pytest ends before sessionfinish
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -98,81 +91,122 @@ def pytest_report_header(config: pytest.Config) -> str | None:
             "stack-harness: standing aside for this session: the project's conftest defines "
             f"{', '.join(config.stash[_STOOD_ASIDE])} itself"
         )
-    options = config.stash.get(_OPTIONS, None)
-    if options is None or options.target is None:
+    session = config.stash.get(_SESSION, None)
+    if session is None or session.options.target is None:
         return None
+    options = session.options
     return (
         f"stack-harness: {options.target.describe()}, mode {options.mode}, "
         f"setup {options.setup.name}, recordings {options.recording.directory}"
     )
 
 
-def _options(config: pytest.Config) -> HarnessOptions:
-    """The session's options, for a fixture; skips when the harness stands aside."""
+def _session(config: pytest.Config) -> HarnessSession:
+    """The session, for a fixture; skips when the harness stands aside."""
     if _STOOD_ASIDE in config.stash:
         pytest.skip("stack-harness stands aside in this session: the project's conftest owns it")
-    return config.stash[_OPTIONS]
+    return config.stash[_SESSION]
+
+
+def _options(config: pytest.Config) -> HarnessOptions:
+    return _session(config).options
 
 
 def _stack(config: pytest.Config) -> StackHandle:
-    """The session's stack; a failure to start it ends the session with the reason."""
+    """The session's stack. One the user asked for that cannot start ends the session; the
+    project's default target (ini) that cannot start fails only the tests that need it."""
+    session = config.stash[_SESSION]
+    first = session.lifecycle.start_error is None
     try:
-        return config.stash[_LIFECYCLE].stack()
+        return session.stack()
     except StackStartError as exc:
-        pytest.exit(f"stack-harness: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        if session.options.target_source is not TargetSource.INI:
+            pytest.exit(f"stack-harness: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        if first:
+            reporting.announce(config, f"{exc}\nthe tests that need the stack fail; others run")
+        headline = str(exc).splitlines()[0]
+        pytest.fail(f"stack-harness: the stack did not start: {headline}", pytrace=False)
+
+
+def _uses_stack(item: pytest.Item) -> bool:
+    return STACK_FIXTURE in getattr(item, "fixturenames", ())
 
 
 def _server_wanted_now(config: pytest.Config) -> bool:
-    options = config.stash.get(_OPTIONS, None)
+    session = config.stash.get(_SESSION, None)
     return (
-        options is not None
-        and isinstance(options.target, ServerTarget)
-        and not hasattr(config, "workerinput")
-        and not config.option.collectonly
+        session is not None
+        and session.lifecycle.kind is not None
+        and session.lifecycle.kind.holds_process
+        and not session.is_worker
+        and not config.getoption("collectonly")
     )
+
+
+def _open_early(config: pytest.Config) -> None:
+    """Start the stack before the tests run (its messages precede the progress)."""
+    session = config.stash[_SESSION]
+    try:
+        session.stack()
+    except StackStartError as exc:
+        if session.options.target_source is not TargetSource.INI:
+            pytest.exit(f"stack-harness: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        reporting.announce(config, f"{exc}\nthe tests that need the stack fail; others run")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     # An xdist controller starts the server before its workers exist, to share it with them.
     if _server_wanted_now(session.config) and session.config.pluginmanager.has_plugin("dsession"):
-        _stack(session.config)
+        _open_early(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    options = node.config.stash.get(_OPTIONS, None)
-    if options is None:
-        return
-    node.workerinput[WORKER_KEY] = {
-        "base_url": node.config.stash[_LIFECYCLE].base_url,
-        "server_pid": node.config.stash[_LIFECYCLE].server_pid,
-        "work_dir": str(options.work_dir),
-        "session": options.session,
-        "started": options.started,
-    }
+    session = node.config.stash.get(_SESSION, None)
+    if session is not None and session.options.target is not None:
+        node.workerinput[WORKER_KEY] = session.worker_data().to_dict()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+# -- the current test -------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    session = item.config.stash.get(_SESSION, None)
+    if session is not None:
+        uses_stack = _uses_stack(item)
+        item.stash[_SCOPE] = session.begin_test(item.nodeid, uses_stack)
+        gone = session.lifecycle.gone() if uses_stack else None
+        if gone is not None:
+            pytest.fail(f"stack-harness: {gone.message().splitlines()[0]}", pytrace=False)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    try:
+        return (yield)
+    finally:
+        session = item.config.stash.get(_SESSION, None)
+        scope = item.stash.get(_SCOPE, None)
+        if session is not None and scope is not None:
+            session.end_test(scope)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Before the terminal summary (a hook wrapper that writes after us), so it can say what
     # happened to the stack. Workers leave their controller's server alone.
-    lifecycle = session.config.stash.get(_LIFECYCLE, None)
-    if lifecycle is not None:
-        lifecycle.close()
-    options = session.config.stash.get(_OPTIONS, None)
-    if options is not None and options.misses_file and not hasattr(session.config, "workerinput"):
-        reporting.write_misses(options)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    lifecycle = config.stash.get(_LIFECYCLE, None)
-    if lifecycle is not None:
-        lifecycle.close()
-    options = config.stash.get(_OPTIONS, None)
-    if options is not None and options.owns_work_dir and options.work_dir is not None:
-        shutil.rmtree(options.work_dir, ignore_errors=True)
-        if options.recording.usage_log is not None:
-            options.recording.usage_log.unlink(missing_ok=True)
+    harness = session.config.stash.get(_SESSION, None)
+    if harness is None:
+        return
+    harness.close()
+    if harness.is_worker or harness.options.target is None:
+        return
+    ending = finish(session.config, harness, session.config.stash[_COLLECTION], exitstatus)
+    session.config.stash[_ENDING] = ending
+    if ending.failed_output and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -185,61 +219,43 @@ def _harness_stack(pytestconfig: pytest.Config) -> StackHandle:
     return _stack(pytestconfig)
 
 
-@dataclass(frozen=True)
-class _TestClientConfig:
-    headers: dict[str, str]
-    hooks: dict[str, list[Any]]
-
-
-@pytest.fixture
-def _harness_test(request: pytest.FixtureRequest, _harness_stack: StackHandle) -> Any:
-    """The test's attribution headers; in URL mode, its cassette."""
-    options = _options(request.config)
-    dead = request.config.stash[_LIFECYCLE].dead
-    if dead is not None:
-        pytest.fail(f"stack-harness: {dead.splitlines()[0]}", pytrace=False)
-    invocation = request.node.stash.setdefault(_INVOCATION, uuid.uuid4().hex)
-    headers = attribution_headers(options.session, request.node.nodeid, invocation)
-    client_config = _TestClientConfig(headers=headers, hooks={})
-    if isinstance(options.target, UrlTarget) and options.mode is not Mode.LIVE:
-        from harness.recording.cassettes import client_cassette
-        from harness.recording.context import Attribution
-
-        attribution = Attribution(request.node.nodeid, invocation, options.session)
-        with client_cassette(options.recording, request.node.nodeid, attribution=attribution):
-            yield client_config
-    else:
-        yield client_config
-
-
-@pytest.fixture
-def http_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
-    """An `httpx.Client` on the stack's root URL, carrying the test-id headers."""
+@pytest.fixture(scope="session")
+def http_client(pytestconfig: pytest.Config, _harness_stack: StackHandle) -> Any:
+    """An `httpx.Client` on the stack's root URL; each request carries the current test's id."""
     import httpx
 
-    with _harness_stack.client(
-        httpx, _harness_test.headers, _harness_test.hooks, base_url=_harness_stack.base_url
-    ) as client:
+    hooks = _session(pytestconfig).client_hooks()
+    with _harness_stack.client(httpx, hooks, base_url=_harness_stack.base_url) as client:
         yield client
 
 
-@pytest.fixture
-def openai_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
-    """The official openai SDK at `<stack>/v1`, no retries, carrying the test-id headers.
-
-    Works with the SDK the project has: 1.x and 2.x are built on httpx, 3.x on httpx2.
-    """
+@pytest.fixture(scope="session")
+def openai_client(pytestconfig: pytest.Config, _harness_stack: StackHandle) -> Any:
+    """The official openai SDK at `<stack>/v1`, no retries; each request carries the current
+    test's id. Works with the SDK the project has: 1.x and 2.x are built on httpx, 3.x on
+    httpx2."""
     import openai
 
-    with _harness_stack.client(
-        sdk_http_library(openai), _harness_test.headers, _harness_test.hooks
-    ) as http:
+    hooks = _session(pytestconfig).client_hooks()
+    with _harness_stack.client(sdk_http_library(openai), hooks) as http:
         yield openai.OpenAI(
             base_url=f"{_harness_stack.base_url}/v1",
-            api_key=os.environ.get("LLAMA_STACK_API_KEY") or "no-key-needed",
+            api_key=os.environ.get(API_KEY_ENV) or "no-key-needed",
             max_retries=0,
             http_client=http,
-            default_headers=_harness_test.headers,
+        )
+
+
+@pytest.fixture(scope="session")
+def llama_stack_client(pytestconfig: pytest.Config, _harness_stack: StackHandle) -> Any:
+    """The official llama-stack-client at the stack, through the same transport as
+    openai_client; each request carries the current test's id (skips when llama-stack-client
+    is not installed)."""
+    module = pytest.importorskip("llama_stack_client", reason="llama-stack-client is not installed")
+    hooks = _session(pytestconfig).client_hooks()
+    with _harness_stack.client(sdk_http_library(module), hooks) as http:
+        yield module.LlamaStackClient(
+            base_url=_harness_stack.base_url, max_retries=0, http_client=http
         )
 
 
@@ -261,17 +277,8 @@ def stack_base_url(_harness_stack: StackHandle) -> str:
 def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> Any:
     """The run config in use (server and library modes); None for a remote stack, or for a
     foreign stack command whose config this harness cannot read."""
-    options = _options(pytestconfig)
-    if not isinstance(stack_config, ServerTarget):
-        return options.run_config
-    if options.runs_reference_stack:
-        return harness_options.load_run_config_for(stack_config, options.stack_env)
-    try:  # a real Llama Stack's run.yaml mostly reads the same; its distro names do not
-        if Path(stack_config.config).expanduser().is_file():
-            return harness_options.load_run_config_for(stack_config, options.stack_env)
-    except StackConfigError:
-        pass
-    return None
+    kind = _session(pytestconfig).lifecycle.kind
+    return kind.run_config() if kind is not None else None
 
 
 @pytest.fixture(scope="session")
@@ -289,11 +296,11 @@ MODEL_FIXTURES = {
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    options = metafunc.config.stash.get(_OPTIONS, None)
-    if options is None:
+    session = metafunc.config.stash.get(_SESSION, None)
+    if session is None:
         return
     for fixture, (kind, prefix) in MODEL_FIXTURES.items():
-        models = options.models[kind]
+        models = session.options.models[kind]
         if fixture in metafunc.fixturenames and models:
             ids = [f"{prefix}={model}" for model in models]
             metafunc.parametrize(fixture, models, ids=ids, scope="session")
@@ -322,47 +329,31 @@ def embedding_dimension(pytestconfig: pytest.Config) -> int:
     return dimension
 
 
-@pytest.fixture
-def llama_stack_client(_harness_stack: StackHandle, _harness_test: Any) -> Any:
-    """The official llama-stack-client at the stack, carrying the test-id headers, through the
-    same transport as openai_client (skips when llama-stack-client is not installed)."""
-    module = pytest.importorskip("llama_stack_client", reason="llama-stack-client is not installed")
-    with _harness_stack.client(
-        sdk_http_library(module), _harness_test.headers, _harness_test.hooks
-    ) as http:
-        yield module.LlamaStackClient(
-            base_url=_harness_stack.base_url,
-            max_retries=0,
-            http_client=http,
-            default_headers=_harness_test.headers,
-        )
-
-
 # -- reporting --------------------------------------------------------------------------------
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    options = item.config.stash.get(_OPTIONS, None)
-    invocation = item.stash.get(_INVOCATION, None)
-    if options is None or invocation is None:
+    session = item.config.stash.get(_SESSION, None)
+    scope = item.stash.get(_SCOPE, None)
+    if session is None or scope is None:
         return report
-    faults = item.config.stash[_FAULTS].take(invocation)
+    faults = session.faults.take(scope.invocation)
     if faults:
-        reporting.show_faults(report, faults, options)
-    lifecycle = item.config.stash[_LIFECYCLE]
-    if report.failed and lifecycle.dead is None and lifecycle.stack_gone() is not None:
-        reporting.show_stack_gone(report, lifecycle.dead)
-        item.session.shouldstop = f"stack-harness: {lifecycle.ending}"
+        reporting.show_faults(report, faults, session.options)
+    gone = session.lifecycle.report_gone() if report.failed else None
+    if gone is not None:
+        reporting.show_stack_gone(report, gone.message())
+        item.session.shouldstop = f"stack-harness: {gone.ending()}"
     return report
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    options = config.stash.get(_OPTIONS, None)
-    if options is None or options.suite is None:
+    session = config.stash.get(_SESSION, None)
+    if session is None or session.options.suite is None:
         return
-    roots = [(config.rootpath / root).resolve() for root in options.suite.roots]
+    roots = [(config.rootpath / root).resolve() for root in session.options.suite.roots]
     kept, dropped = [], []
     for item in items:
         path = item.path.resolve()
@@ -384,9 +375,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if collection is None:
         return
     collection.node_ids.update(item.nodeid for item in session.items)
-    needed = any("_harness_stack" in getattr(i, "fixturenames", ()) for i in session.items)
-    if needed and _server_wanted_now(session.config):
-        _stack(session.config)  # now, so its messages precede the progress
+    if any(_uses_stack(item) for item in session.items) and _server_wanted_now(session.config):
+        _open_early(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -397,16 +387,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    options = config.stash.get(_OPTIONS, None)
-    if options is None or options.target is None or hasattr(config, "workerinput"):
-        return
-    lifecycle = config.stash[_LIFECYCLE]
-    for line in reporting.summary_lines(options, lifecycle):
-        terminalreporter.write_line(line)
-    written, problem = reporting.finish_usage(
-        config, options, config.stash[_COLLECTION], exitstatus
-    )
-    for path in written:
-        terminalreporter.write_line(f"stack-harness: wrote {path} for `harness recordings prune`")
-    if problem is not None:
-        terminalreporter.write_line(f"stack-harness: {problem}", red=True)
+    ending = config.stash.get(_ENDING, None)
+    if ending is not None:
+        for line in ending.lines:
+            terminalreporter.write_line(line)

@@ -6,24 +6,23 @@ tried to leave a sealed replay — is written, when it happens, to the session's
 in-process or in its server, a stack we did not write, vcrpy's client layer. That log is the one
 route by which it reaches a test: :class:`FaultCollector` reads it as the run goes and
 :func:`show_faults` puts each fault into the report of the test whose run caused it, even when
-the test caught the error. :func:`summary_lines` / :func:`finish_usage` end the session with the
-tally and, after a passing replay run, the run file that `harness recordings prune` reads.
+the test caught the error. `harness.summary` ends the session with the tally and its files.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.lifecycle import StackLifecycle
-from harness.options import HarnessOptions
-from harness.recording.errors import Fault, FaultKind, RecordingError, render_fault
-from harness.recording.modes import Mode
+from harness.recording.errors import Fault, FaultKind, render_fault
 from harness.recording.usage import UsageKind, UsageReader
+
+if TYPE_CHECKING:
+    from harness.options import HarnessOptions
 
 
 class FaultCollector:
@@ -87,131 +86,18 @@ def show_stack_gone(report: pytest.TestReport, what: str) -> None:
 
 
 def announce(config: pytest.Config, message: str) -> None:
-    """Write a line to the terminal now, even from inside a fixture with capture on."""
+    """Write lines to the terminal now, even from inside a fixture with capture on.
+
+    pytest has no public way to suspend capturing outside a test (`capsys.disabled()` is a
+    test's fixture), so this uses the capture plugin's method where it has one, and otherwise
+    writes anyway (the line may then be captured with the test's output).
+    """
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:
         return
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    suspend = getattr(capture, "global_and_fixture_disabled", None)
+    with suspend() if suspend is not None else contextlib.nullcontext():
         reporter.ensure_newline()
-        reporter.write_line(f"stack-harness: {message}")
-
-
-@dataclass
-class Collection:
-    """What the session collected: prune may trust a run only if it ran every recorded test."""
-
-    node_ids: set[str] = field(default_factory=set)
-    deselected: bool = False
-
-
-def summary_lines(options: HarnessOptions, lifecycle: StackLifecycle) -> list[str]:
-    from harness.recording import usage
-
-    log = options.recording.usage_log
-    summary = usage.read_usage(log) if log is not None else usage.UsageSummary()
-    counts = summary.counts
-    tally = (
-        f"{counts[UsageKind.USED]} used, {counts[UsageKind.RECORDED]} recorded, "
-        f"{len(summary.misses)} missed"
-    )
-    passed = sum(summary.passthrough.values())
-    if passed:
-        hosts = ", ".join(f"{h} ({n})" for h, n in sorted(summary.passthrough.items()))
-        tally += f", {passed} passed through ({hosts})"
-    assert options.target is not None
-    lines = [
-        f"stack-harness: {options.target.describe()}, mode {options.mode}; "
-        f"recordings {tally} ({options.recording.directory})"
-    ]
-    for fault in summary.faults:
-        if not fault.invocation:
-            lines.append(f"stack-harness: outside any test: {render_fault(fault).splitlines()[0]}")
-    for event in summary.open_streams.values():
-        lines.append(
-            f"stack-harness: a stream was still open when its test ended and was not recorded: "
-            f"{event.get('endpoint')} in {event.get('test_id') or '<shared scope>'}"
-        )
-    for event in summary.unrecorded_streams:
-        lines.append(
-            f"stack-harness: not recorded: {event.get('endpoint')} in "
-            f"{event.get('test_id') or '<shared scope>'}: {event.get('reason')}"
-        )
-    if lifecycle.ending:
-        lines.append(f"stack-harness: {lifecycle.ending}")
-    return lines
-
-
-def finish_usage(
-    config: pytest.Config,
-    options: HarnessOptions,
-    collection: Collection,
-    exitstatus: int,
-) -> tuple[list[Path], str | None]:
-    """After a passing replay run, write the run files prune reads: (paths, problem).
-
-    The recordings directory's `.last-run.json` only after a run of every recorded test; the
-    file `--usage-file` names after any passing replay run (one CI shard of several).
-    """
-    from harness.recording import usage
-
-    log = options.recording.usage_log
-    if log is None or exitstatus != pytest.ExitCode.OK or options.mode is not Mode.REPLAY:
-        return [], None
-    targets = []
-    if options.usage_file is not None:
-        targets.append(options.usage_file)
-    if complete_replay(config, options, collection):
-        targets.append(options.recording.directory / usage.LAST_RUN_FILE)
-    if not targets:
-        return [], None
-    used = usage.read_usage(log).touched
-    written = []
-    for target in targets:
-        try:
-            written.append(usage.write_run(target, used, collection.node_ids, options.started))
-        except RecordingError as exc:
-            return written, str(exc)
-    return written, None
-
-
-def complete_replay(config: pytest.Config, options: HarnessOptions, collection: Collection) -> bool:
-    """True when the run ran every test that has recordings: prune can trust it alone.
-
-    A narrower run (a -k, a suite, one model of a matrix) used only some recordings and must
-    not make prune delete the others.
-    """
-    option = config.option
-    narrowed = (
-        option.keyword
-        or option.markexpr
-        or getattr(option, "deselect", None)
-        or getattr(option, "lf", False)
-        or getattr(option, "stepwise", False)
-        or collection.deselected
-    )
-    if narrowed:
-        return False
-    from harness.recording.store import RecordingStore
-
-    store = RecordingStore(options.recording.directory)
-    recorded_tests = set()
-    for path in store.iter_files():
-        try:
-            recorded_tests.add(store.load(path).test_id)
-        except RecordingError:
-            return False  # verify's business; prune must not act on a directory it cannot read
-    recorded_tests.discard("")
-    return recorded_tests <= collection.node_ids
-
-
-def write_misses(options: HarnessOptions) -> None:
-    """The node ids of the tests that missed a recording, one per line (empty when none)."""
-    from harness.recording import usage
-
-    assert options.misses_file is not None
-    log = options.recording.usage_log
-    missed = usage.read_usage(log).misses if log is not None else []
-    ids = list(dict.fromkeys(fault.test_id for fault in missed if fault.test_id))
-    options.misses_file.parent.mkdir(parents=True, exist_ok=True)
-    options.misses_file.write_text("".join(f"{test_id}\n" for test_id in ids), encoding="utf-8")
+        for line in message.splitlines():
+            reporter.write_line(f"stack-harness: {line}")

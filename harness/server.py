@@ -1,323 +1,330 @@
 """Start, reuse and stop a stack server process on a port.
 
 This module knows processes and ports, not pytest, so it can be tested and benchmarked on
-its own. Sharing works across processes through two files per port in a per-user state
-directory: a `filelock` that serialises start/stop decisions, and a small JSON state naming
-the server we started and the processes holding it (a reference count by pid). The first
+its own; what answers on a port is asked through `harness.health`. Sharing works across
+processes through files in a per-user state directory (see `harness.serverstate`): per port,
+a `filelock` that serialises start/stop decisions and a small JSON state naming the server we
+started and the processes holding it (a reference count by process identity). The first
 holder starts the server while holding the lock, so the others wait and then reuse it; the
 last holder to release it stops it. A server that was already running when nobody held it
-(started by hand) is reused and never stopped.
+(started by hand) is reused only when the spec allows it, and is never stopped.
+
+Which port: an explicit one is used or the session fails saying why; the default port is
+preferred, and when it is taken (another test session's server with other settings, a stack
+started by hand, another service) the session says so and moves to a free port; port 0 asks
+for a free port. Before taking a free port, a session looks for a live harness server with the
+same settings on any port and shares it, so a second session of one project finds the first.
 
 The server runs in its own process group (so a terminal's Ctrl-C reaches pytest, which then
 stops it cleanly) and is stopped as a group: SIGTERM, then SIGKILL after 5 seconds. Its command
 runs under `harness.supervisor`, which ends it once no live session holds it, so a session
-killed outright leaves no server behind for more than a few seconds.
+killed outright leaves no server behind for more than a few seconds. What this process started
+is owned by the lease it returns, not by this module: the caller releases it.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import http.client
-import json
+import enum
 import logging
-import os
-import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from harness import serverstate
+from harness.health import (
+    LOG_TAIL_LINES,
+    ProbeState,
+    log_tail,
+    probe,
+    stopped_message,
+)
+from harness.processes import (
+    STOP_GRACE_SECONDS,
+    ProcessId,
+    describe_exit,
+    listener_of,
+    stop_process_group,
+)
+from harness.serverstate import (
+    log_path_for,
+    port_lock,
+    read_state,
+    signature_lock,
+    state_dir,
+    state_path,
+    write_state,
+)
+from harness.targets import PortRule
+
 logger = logging.getLogger(__name__)
-
-HEALTH_PATH = "/v1/health"
-HEALTHY_BODY = {"status": "OK"}
-STOP_GRACE_SECONDS = 5.0
-LOG_TAIL_LINES = 40
-
-ORIGIN_STARTED = "started"  # this process started it
-ORIGIN_SHARED = "shared"  # another harness session started it; we hold a reference
-ORIGIN_EXTERNAL = "external"  # running before any harness session held it; never stopped
 
 
 class StackServerError(Exception):
     """The stack server could not be started or reused; the message says why and what to do."""
 
 
+class PortTaken(StackServerError):
+    """The port holds something this session may not use (it may move to another port)."""
+
+
+class Origin(enum.StrEnum):
+    STARTED = "started"  # this process started it
+    SHARED = "shared"  # another harness session started it; we hold a reference
+    EXTERNAL = "external"  # running before any harness session held it; never stopped
+
+
 @dataclass(frozen=True)
 class ServerSpec:
-    """How to start a stack server, and what a reusable one must match."""
+    """How to start a stack server, and what a reusable one must match.
 
-    command: Sequence[str]
+    `command` may be a function of the port: with a free port, the port is known only once it
+    is chosen.
+    """
+
+    command: Sequence[str] | Callable[[int], Sequence[str]]
     port: int
     env: Mapping[str, str]
-    log_path: Path
+    log_path: Path | None = None  # default: next to the port's state, so it outlives us
     startup_timeout: float = 60.0
     host: str = "127.0.0.1"
+    port_rule: PortRule = PortRule.EXACT
     # Settings a harness-started server was started with (e.g. recording mode and directory).
     # Another session may share it only with equal settings.
     signature: Mapping[str, str] = field(default_factory=dict)
     # Whether a healthy stack the harness did not start may be used as is. Its recording
     # settings are unknown, so only a session that records nothing (live) may use it.
     reuse_unknown: bool = False
-    before_start: Callable[[], None] | None = None  # runs under the port lock, just before
+    before_start: Callable[[int], None] | None = None  # under the port lock, just before
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def argv(self, port: int) -> list[str]:
+        return list(self.command(port) if callable(self.command) else self.command)
 
+    def log_for(self, port: int, directory: Path) -> Path:
+        return self.log_path or log_path_for(port, directory)
 
-@dataclass(frozen=True)
-class Probe:
-    """What answered on a port: nothing, a healthy stack, or something else (described)."""
-
-    state: str  # "free" | "healthy" | "other"
-    description: str = ""
-
-
-def probe(host: str, port: int, timeout: float = 2.0) -> Probe:
-    """Ask `GET /v1/health` once; stdlib only, because reuse must cost milliseconds."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", HEALTH_PATH, headers={"Accept": "application/json"})
-        response = conn.getresponse()
-        body = response.read(4096)
-    except ConnectionRefusedError:
-        return Probe("free")
-    except TimeoutError:
-        return Probe(
-            "other",
-            f"a service that accepted the connection but did not answer GET {HEALTH_PATH} "
-            f"within {timeout:g} s",
-        )
-    except (http.client.HTTPException, OSError) as exc:
-        return Probe("other", f"a service that does not speak HTTP ({exc.__class__.__name__})")
-    finally:
-        conn.close()
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    if response.status == 200 and parsed == HEALTHY_BODY:
-        return Probe("healthy")
-    server = response.getheader("Server")
-    text = body[:200].decode("utf-8", "replace")
-    return Probe(
-        "other",
-        f"HTTP {response.status} {response.reason}"
-        + (f" from a '{server}' server" if server else "")
-        + f" to GET {HEALTH_PATH}: {text!r}",
-    )
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        content = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(content.splitlines()[-lines:]) or "(the log is empty)"
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def exit_description(pid: int) -> str:
-    """How a server process ended: its exit code or signal when it was our child."""
-    child = _children.get(pid)
-    code = child.poll() if child is not None else None
-    if code is None:
-        return "exited"
-    if code < 0:
-        try:
-            return f"was killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def state_dir() -> Path:
-    """Per-user directory holding one lock and one state file per port."""
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    path = Path(tempfile.gettempdir()) / f"stack-harness-{uid}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def log_path_for(port: int) -> Path:
-    """Where the server on `port` logs: next to its state, so it outlives the session."""
-    return state_dir() / f"stack-server-{port}.log"
-
-
-# Popen objects of servers this process started, so stopping one also reaps it.
-_children: dict[int, subprocess.Popen[bytes]] = {}
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
 
 
 @dataclass
 class ServerLease:
-    """A hold on a running stack server; `release()` stops it if we were the last holder."""
+    """A hold on a running stack server; `release()` stops it if we were the last holder.
+
+    A lease on a server this process started owns its `Popen` (to reap it and read how it
+    ended); nothing else in the process keeps a reference to it.
+    """
 
     port: int
     base_url: str
-    origin: str
-    pid: int | None
+    origin: Origin
+    server: ProcessId | None
     log_path: Path | None
     _directory: Path
+    _holder: ProcessId
+    process: subprocess.Popen[bytes] | None = None
+    note: str = ""  # why the server is not on the port that was asked for, if it is not
     released: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid if self.server is not None else None
+
+    def exit_description(self) -> str:
+        """How the server process ended: its exit code or signal when we started it."""
+        code = self.process.poll() if self.process is not None else None
+        return describe_exit(code)
 
     def release(self) -> str:
         """Let go of the server; stop it if we were the last holder. Says what happened."""
         if self.released:
             return "already released"
         self.released = True
-        _open_leases.pop(id(self), None)
-        if self.origin == ORIGIN_EXTERNAL or self.pid is None:
+        if self.origin is Origin.EXTERNAL or self.server is None:
             return (
                 f"left the stack on port {self.port} running (it was started outside the harness)"
             )
+        pid = self.server.pid
         with port_lock(self._directory, self.port, timeout=STOP_GRACE_SECONDS * 4):
             state = read_state(self._directory, self.port)
-            if state is None or state.get("pid") != self.pid:
+            if state is None or not self.server.same(serverstate.server_of(state)):
                 # The state is gone (e.g. removed by hand): still stop what we know of.
-                if self.origin == ORIGIN_STARTED:
-                    stop_process_group(self.pid)
-                    return f"stopped the stack server (pid {self.pid}) on port {self.port}"
-                return f"the stack server (pid {self.pid}) on port {self.port} is no longer ours"
-            holders = [h for h in state.get("holders", []) if alive(h)]
-            if os.getpid() in holders:
-                holders.remove(os.getpid())  # one reference: a process may hold several
+                if self.origin is Origin.STARTED:
+                    stop_process_group(pid, process=self.process)
+                    return f"stopped the stack server (pid {pid}) on port {self.port}"
+                return f"the stack server (pid {pid}) on port {self.port} is no longer ours"
+            holders = serverstate.live_holders(state)
+            mine = next((h for h in holders if h.same(self._holder)), None)
+            if mine is not None:
+                holders.remove(mine)  # one reference: a process may hold several
             if holders:
-                state["holders"] = holders
+                serverstate.set_holders(state, holders)
                 write_state(self._directory, self.port, state)
                 return (
-                    f"left the stack server (pid {self.pid}) on port {self.port} running for "
+                    f"left the stack server (pid {pid}) on port {self.port} running for "
                     f"{len(holders)} other test session(s) holding it; the last one stops it"
                 )
-            stop_process_group(self.pid)
+            stop_process_group(pid, process=self.process)
             state_path(self._directory, self.port).unlink(missing_ok=True)
-            return f"stopped the stack server (pid {self.pid}) on port {self.port}"
+            return f"stopped the stack server (pid {pid}) on port {self.port}"
 
 
-_open_leases: dict[int, ServerLease] = {}
-
-
-@atexit.register
-def _release_forgotten_leases() -> None:
-    """Last line of defence: never leave a server we hold behind when the interpreter exits."""
-    for lease in list(_open_leases.values()):
-        with contextlib.suppress(Exception):
-            lease.release()
-
-
-def state_path(directory: Path, port: int) -> Path:
-    return directory / f"port-{port}.json"
-
-
-def port_lock(directory: Path, port: int, timeout: float) -> FileLock:
-    return FileLock(str(directory / f"port-{port}.lock"), timeout=timeout)
-
-
-def read_state(directory: Path, port: int) -> dict | None:
-    try:
-        return json.loads(state_path(directory, port).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_state(directory: Path, port: int, state: dict) -> None:
-    path = state_path(directory, port)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _lease(spec: ServerSpec, directory: Path, origin: str, pid: int | None, log: str | None):
-    lease = ServerLease(
-        port=spec.port,
-        base_url=spec.base_url,
-        origin=origin,
-        pid=pid,
-        log_path=Path(log) if log else None,
-        _directory=directory,
-    )
-    _open_leases[id(lease)] = lease
-    return lease
-
-
-def acquire(spec: ServerSpec, directory: Path | None = None) -> ServerLease:
-    """Reuse the stack on `spec.port` or start one; raise `StackServerError` when neither works."""
-    directory = directory or state_dir()
-    lock = port_lock(directory, spec.port, timeout=spec.startup_timeout + 3 * STOP_GRACE_SECONDS)
+def _locked(lock: FileLock, what: str) -> FileLock:
     try:
         lock.acquire()
     except Timeout:
         raise StackServerError(
-            f"timed out after {lock.timeout:g} s waiting for another session to start the stack "
-            f"on port {spec.port} (lock {lock.lock_file})"
+            f"timed out after {lock.timeout:g} s waiting for another session to {what} "
+            f"(lock {lock.lock_file})"
         ) from None
+    return lock
+
+
+@contextmanager
+def _holding(lock: FileLock, what: str):
+    _locked(lock, what)
     try:
-        return _acquire_locked(spec, directory)
+        yield
     finally:
         lock.release()
 
 
-def _acquire_locked(spec: ServerSpec, directory: Path) -> ServerLease:
-    state = read_state(directory, spec.port)
-    if state is not None and not alive(int(state.get("pid", 0))):
-        state_path(directory, spec.port).unlink(missing_ok=True)
+def acquire(spec: ServerSpec, directory: Path | None = None) -> ServerLease:
+    """Reuse a stack for `spec` or start one; raise `StackServerError` when neither works."""
+    directory = directory or state_dir()
+    wait = spec.startup_timeout + 3 * STOP_GRACE_SECONDS
+    if spec.port_rule is PortRule.EXACT:
+        with _holding(port_lock(directory, spec.port, wait), f"start the stack on {spec.port}"):
+            return _acquire_locked(spec, spec.port, directory)
+    # Moving to another port: first a server with the same settings anywhere, under a lock
+    # per settings, so two sessions with equal settings end up on one server.
+    lock = signature_lock(directory, spec.signature, wait)
+    with _holding(lock, "start a stack server with the same settings"):
+        shared = _find_same_settings(spec, directory)
+        if shared is not None:
+            return shared
+        note = ""
+        if spec.port_rule is PortRule.PREFERRED:
+            try:
+                with _holding(port_lock(directory, spec.port, wait), "start the stack"):
+                    return _acquire_locked(spec, spec.port, directory)
+            except PortTaken as exc:
+                note = f"{exc}"
+        port = _free_port(spec.host)
+        with _holding(port_lock(directory, port, wait), f"start the stack on {port}"):
+            lease = _acquire_locked(spec, port, directory)
+        if note:
+            lease.note = f"not on port {spec.port}: {note}; using free port {port} instead"
+        elif spec.port_rule is PortRule.ANY:
+            lease.note = f"port {port} is a free port (port 0 asked for one)"
+        return lease
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _find_same_settings(spec: ServerSpec, directory: Path) -> ServerLease | None:
+    """A live, healthy harness server started with `spec`'s settings, on any port: shared."""
+    for port, state in serverstate.all_states(directory):
+        if state.get("signature") != dict(spec.signature):
+            continue
+        with _holding(port_lock(directory, port, spec.startup_timeout), "share the stack"):
+            state = read_state(directory, port)
+            if state is None or state.get("signature") != dict(spec.signature):
+                continue
+            server = serverstate.server_of(state)
+            if server is None or not server.alive():
+                continue
+            if probe(spec.host, port).state is not ProbeState.HEALTHY:
+                continue
+            return _share(spec, port, directory, state, serverstate.live_holders(state))
+    return None
+
+
+def _share(
+    spec: ServerSpec, port: int, directory: Path, state: dict, holders: list[ProcessId]
+) -> ServerLease:
+    me = ProcessId.current()
+    serverstate.set_holders(state, [*holders, me])
+    write_state(directory, port, state)
+    log = state.get("log")
+    return ServerLease(
+        port=port,
+        base_url=spec.url(port),
+        origin=Origin.SHARED,
+        server=serverstate.server_of(state),
+        log_path=Path(log) if log else None,
+        _directory=directory,
+        _holder=me,
+    )
+
+
+def _signature_difference(theirs: Mapping[str, str], ours: Mapping[str, str]) -> str:
+    keys = sorted(k for k in {*theirs, *ours} if theirs.get(k) != ours.get(k))
+    return "; ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in keys)
+
+
+def _acquire_locked(spec: ServerSpec, port: int, directory: Path) -> ServerLease:
+    state = read_state(directory, port)
+    server = serverstate.server_of(state) if state is not None else None
+    if state is not None and (server is None or not server.alive()):
+        state_path(directory, port).unlink(missing_ok=True)
         state = None
-    found = probe(spec.host, spec.port)
-    if state is not None:
-        holders = [h for h in state.get("holders", []) if alive(h)]
+    found = probe(spec.host, port)
+    if state is not None and server is not None:
+        holders = serverstate.live_holders(state)
         same_settings = state.get("signature") == dict(spec.signature)
-        if found.state == "healthy" and holders and not same_settings:
-            raise StackServerError(
-                f"the stack on port {spec.port} was started by another test session with "
-                f"{state.get('signature')}; this session needs {dict(spec.signature)}. "
-                "Use another port (--stack-config=server:<config>:<port>) or wait for it to end."
+        if found.state is ProbeState.HEALTHY and holders and not same_settings:
+            raise PortTaken(
+                f"the stack on port {port} was started by another test session with other "
+                f"settings ({_signature_difference(state.get('signature') or {}, spec.signature)})"
+                ". Use another port (--stack-config=server:<config>:<port>, or :0 for a free "
+                "one) or wait for it to end"
             )
-        if found.state == "healthy" and (holders or same_settings):
+        if found.state is ProbeState.HEALTHY and (holders or same_settings):
             # Shared with a running session, or adopted from one that was killed.
-            state["holders"] = [*holders, os.getpid()]
-            write_state(directory, spec.port, state)
-            return _lease(spec, directory, ORIGIN_SHARED, state["pid"], state.get("log"))
+            return _share(spec, port, directory, state, holders)
         if holders:
-            raise StackServerError(
-                f"the stack on port {spec.port} (pid {state['pid']}), started by another test "
+            stopped = stopped_message(server, port)
+            raise PortTaken(
+                f"the stack on port {port} (pid {server.pid}), started by another test "
                 f"session that still runs, is not healthy: "
-                f"{found.description or 'nothing answers'}. See its log: {state.get('log')}"
+                f"{found.description or 'nothing answers'}. "
+                + (f"{stopped} " if stopped else "")
+                + f"See its log: {state.get('log')}"
             )
         # A harness server nobody holds any more, unhealthy or with other settings: replace it.
-        stop_process_group(int(state["pid"]))
-        state_path(directory, spec.port).unlink(missing_ok=True)
-        found = probe(spec.host, spec.port)
-    if found.state == "healthy":
+        stop_process_group(server.pid)
+        state_path(directory, port).unlink(missing_ok=True)
+        found = probe(spec.host, port)
+    if found.state is ProbeState.HEALTHY:
         if spec.reuse_unknown:
-            return _lease(spec, directory, ORIGIN_EXTERNAL, None, None)
-        raise StackServerError(_unknown_stack_message(spec.port))
-    if found.state == "other":
-        raise StackServerError(
-            f"port {spec.port} is taken by something that is not a healthy stack: "
+            return ServerLease(
+                port=port,
+                base_url=spec.url(port),
+                origin=Origin.EXTERNAL,
+                server=None,
+                log_path=None,
+                _directory=directory,
+                _holder=ProcessId.current(),
+            )
+        raise PortTaken(_unknown_stack_message(port))
+    if found.state is ProbeState.OTHER:
+        raise PortTaken(
+            f"port {port} is taken by something that is not a healthy stack: "
             f"{found.description}. Stop it or use another port, e.g. "
-            f"--stack-config=server:<config>:{spec.port + 1}"
+            f"--stack-config=server:<config>:{port + 1}"
         )
-    return _start(spec, directory)
+    return _start(spec, port, directory)
 
 
 def _unknown_stack_message(port: int) -> str:
@@ -332,45 +339,17 @@ def _unknown_stack_message(port: int) -> str:
     )
 
 
-def listener_of(port: int) -> tuple[int, str] | None:
-    """The pid and command line of the process listening on a local TCP port (Linux; else None)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if (
-                len(fields) > 9
-                and fields[3] == "0A"
-                and int(fields[1].rsplit(":", 1)[1], 16) == port
-            ):
-                inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()
-                return int(proc.name), cmdline.decode("utf-8", "replace")
-        except OSError:
-            continue
-    return None
-
-
-def _start(spec: ServerSpec, directory: Path) -> ServerLease:
-    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+def _start(spec: ServerSpec, port: int, directory: Path) -> ServerLease:
+    log_path = spec.log_for(port, directory)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if spec.before_start is not None:
-        spec.before_start()
+        spec.before_start(port)
+    command = spec.argv(port)
     # Isolated (-I): the supervisor must not load what the command's environment adds to
     # Python's path (a bootstrap meant for the stack), only harness and its dependencies.
     supervised = [sys.executable, "-I", "-m", "harness.supervisor", "--state-dir", str(directory)]
-    supervised += ["--port", str(spec.port), "--", *spec.command]
-    with open(spec.log_path, "wb") as log:
+    supervised += ["--port", str(port), "--", *command]
+    with open(log_path, "wb") as log:
         process = subprocess.Popen(
             supervised,
             env=dict(spec.env),
@@ -379,84 +358,60 @@ def _start(spec: ServerSpec, directory: Path) -> ServerLease:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    _children[process.pid] = process
-    state = {
-        "pid": process.pid,
-        "holders": [os.getpid()],
-        "log": str(spec.log_path),
-        "signature": dict(spec.signature),
-        "command": list(spec.command),
-    }
-    write_state(directory, spec.port, state)
-    lease = _lease(spec, directory, ORIGIN_STARTED, process.pid, str(spec.log_path))
+    me = ProcessId.current()
+    server = ProcessId.of(process.pid)
+    state: dict = {"log": str(log_path), "signature": dict(spec.signature), "command": command}
+    serverstate.set_server(state, server)
+    serverstate.set_holders(state, [me])
+    write_state(directory, port, state)
     try:
-        _wait_healthy(spec, process)
+        _wait_healthy(spec, port, process, command, log_path)
     except BaseException:
-        lease.released = True
-        _open_leases.pop(id(lease), None)
-        stop_process_group(process.pid)
-        state_path(directory, spec.port).unlink(missing_ok=True)
+        stop_process_group(process.pid, process=process)
+        state_path(directory, port).unlink(missing_ok=True)
         raise
-    logger.info("started stack server pid %d on port %d", process.pid, spec.port)
-    return lease
+    logger.info("started stack server pid %d on port %d", process.pid, port)
+    return ServerLease(
+        port=port,
+        base_url=spec.url(port),
+        origin=Origin.STARTED,
+        server=server,
+        log_path=log_path,
+        _directory=directory,
+        _holder=me,
+        process=process,
+    )
 
 
-def _wait_healthy(spec: ServerSpec, process: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(
+    spec: ServerSpec,
+    port: int,
+    process: subprocess.Popen[bytes],
+    command: Sequence[str],
+    log_path: Path,
+) -> None:
     deadline = time.monotonic() + spec.startup_timeout
     delay = 0.02
     while True:
         code = process.poll()
         if code is not None:
             raise StackServerError(
-                f"the stack server exited with code {code} before it was healthy.\n"
-                f"command: {' '.join(spec.command)}\n"
-                f"last {LOG_TAIL_LINES} lines of {spec.log_path}:\n{log_tail(spec.log_path)}"
+                f"the stack server {describe_exit(code)} before it was healthy.\n"
+                f"command: {' '.join(command)}\n"
+                f"last {LOG_TAIL_LINES} lines of {log_path}:\n{log_tail(log_path)}"
             )
-        found = probe(spec.host, spec.port, timeout=1.0)
-        if found.state == "healthy":
+        found = probe(spec.host, port, timeout=1.0)
+        if found.state is ProbeState.HEALTHY:
             return
         if time.monotonic() > deadline:
-            detail = (
-                f" (port {spec.port} answered: {found.description})" if found.description else ""
-            )
+            stopped = stopped_message(ProcessId(process.pid), port)
+            detail = f" (port {port} answered: {found.description})" if found.description else ""
             raise StackServerError(
-                f"the stack server was not healthy after {spec.startup_timeout:g} s{detail}; "
+                (f"{stopped}\n" if stopped else "")
+                + f"the stack server was not healthy after {spec.startup_timeout:g} s{detail}; "
                 "raise --stack-startup-timeout if it is just slow.\n"
-                f"command: {' '.join(spec.command)}\n"
-                f"last {LOG_TAIL_LINES} lines of {spec.log_path}:\n{log_tail(spec.log_path)}"
+                f"command: {' '.join(command)}\n"
+                f"last {LOG_TAIL_LINES} lines of {log_path}:\n{log_tail(log_path)}"
             )
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
-
-
-def stop_process_group(pid: int, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM the process group led by `pid`, SIGKILL it after `grace` seconds; reap if ours."""
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        pgid = pid
-    if pgid == os.getpgid(0):  # never signal our own group (a server not started by us)
-        pgid = None
-    _signal(pid, pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    child = _children.pop(pid, None)
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            break
-        if child is None and not alive(pid):
-            break
-        time.sleep(0.02)
-    else:
-        logger.warning("stack server pid %d ignored SIGTERM for %g s; killing it", pid, grace)
-    _signal(pid, pgid, signal.SIGKILL)  # also reaches anything left in the group
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=grace)
-
-
-def _signal(pid: int, pgid: int | None, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if pgid is not None:
-            os.killpg(pgid, signum)
-        else:
-            os.kill(pid, signum)

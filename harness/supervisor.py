@@ -7,11 +7,13 @@ the server it started; without a watcher that server would run forever, holding 
     python -m harness.supervisor --state-dir DIR --port N -- <command ...>
 
 It starts the command as its child, in its own process group, and every
-`CHECK_INTERVAL` seconds reads the port's state file (see `harness.server`). When no process
-listed as a holder is alive any more, it takes the port's lock (so a session that is just
-adopting the server wins the race), stops the child and exits. The child is also tied to the
-supervisor's life (Linux `PR_SET_PDEATHSIG`), so killing the pid the session reported ends the
-whole server. The supervisor exits as its child did: the same exit code, or the same signal.
+`CHECK_INTERVAL` seconds reads the port's state file (see `harness.serverstate`). When no
+process listed as a holder is alive any more (by pid and start time), it takes the port's lock
+(so a session that is just adopting the server wins the race), stops the child and exits.
+The child is also tied to the supervisor's life (Linux `PR_SET_PDEATHSIG`), so killing the pid
+the session reported ends the whole server. The supervisor exits as its child did: the same
+exit code, or the same signal (SIGKILL included, so an OOM-killed stack is reported as killed
+by SIGKILL, not as a crash).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from harness import server
+from harness import serverstate
+from harness.processes import ProcessId
 
 CHECK_INTERVAL = 1.0
 GRACE_SECONDS = 5.0
@@ -42,19 +45,19 @@ def _die_with_parent() -> None:
 
 def _unheld(directory: Path, port: int) -> bool:
     """True when the port's state names this supervisor and no holder of it is alive."""
-    state = server.read_state(directory, port)
-    if state is None or state.get("pid") != os.getpid():
+    state = serverstate.read_state(directory, port)
+    if state is None or not ProcessId.current().same(serverstate.server_of(state)):
         return False
-    return not any(server.alive(pid) for pid in state.get("holders", []))
+    return not serverstate.live_holders(state)
 
 
 def _release_if_unheld(directory: Path, port: int) -> bool:
     """Under the port's lock: forget the state and say so when nobody holds the server."""
     try:
-        with server.port_lock(directory, port, timeout=0.1):
+        with serverstate.port_lock(directory, port, timeout=0.1):
             if not _unheld(directory, port):
                 return False
-            server.state_path(directory, port).unlink(missing_ok=True)
+            serverstate.state_path(directory, port).unlink(missing_ok=True)
             return True
     except Timeout:
         return False  # a session is starting, adopting or releasing: look again later
@@ -73,8 +76,10 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 def _exit_like(child: subprocess.Popen[bytes]) -> None:
     code = child.returncode
     if code is not None and code < 0:
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
+        signum = -code
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
+            signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
     sys.exit(code or 0)
 
 

@@ -8,10 +8,11 @@ value; whether a distribution, file, API or provider exists is decided by
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +21,8 @@ from harness.stack.run_config import DEFAULT_PORT, PORT_ENV, StackConfigError
 FORMS = (
     ("server:<config>", "start or reuse a stack server on LLAMA_STACK_PORT (default 8321)",
      "server:starter"),
-    ("server:<config>:<port>", "the same on the given port", "server:starter:8322"),
+    ("server:<config>:<port>", "the same on the given port (0: a free port)",
+     "server:starter:8322"),
     ("<url>", "a running stack server, used as is (never started or stopped)",
      "http://localhost:8321"),
     ("<distribution or run.yaml>", "library mode: the stack runs inside the pytest process",
@@ -33,18 +35,44 @@ _ALMOST_URL = re.compile(r"^https?(?::/?|//)", re.IGNORECASE)  # http//x, http:/
 _PROVIDER_PAIR = re.compile(r"^[a-z][a-z0-9_]*=[A-Za-z0-9_.:\-]+$")
 
 
+class PortRule(enum.StrEnum):
+    """How a server target treats its port."""
+
+    EXACT = "exact"  # server:<config>:<port>: that port, or the session fails saying why
+    PREFERRED = "preferred"  # server:<config>: the default port; when taken, a free one
+    ANY = "any"  # server:<config>:0: a free port (or a same-settings server's)
+
+
+class TargetSource(enum.StrEnum):
+    """Where --stack-config came from: the user's choice, or the project's default."""
+
+    FLAG = "flag"
+    ENV = "env"
+    INI = "ini"
+
+    @classmethod
+    def of(cls, source: str) -> TargetSource:
+        if source.startswith("--"):
+            return cls.FLAG
+        return cls.INI if source.endswith("(ini)") else cls.ENV
+
+
 @dataclass(frozen=True)
 class ServerTarget:
     """Forms 1 and 2: a stack server process the harness starts (or reuses) on `port`."""
 
     config: str
     port: int
+    # Not part of the target's identity: how strictly `port` is meant.
+    port_rule: PortRule = field(default=PortRule.EXACT, compare=False)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def describe(self) -> str:
+        if self.port_rule is PortRule.ANY:
+            return f"server:{self.config} on a free port"
         return f"server:{self.config} on port {self.port}"
 
 
@@ -97,9 +125,10 @@ def _malformed(value: str, reason: str) -> StackConfigError:
     )
 
 
-def _parse_port(value: str, text: str, source: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise _malformed(value, f"{source} {text!r} is not a port number (1-65535)")
+def _parse_port(value: str, text: str, source: str, *, free: bool = False) -> int:
+    low = 0 if free else 1
+    if not text.isdigit() or not low <= int(text) < 65536:
+        raise _malformed(value, f"{source} {text!r} is not a port number ({low}-65535)")
     return int(text)
 
 
@@ -113,11 +142,12 @@ def _parse_server(value: str, rest: str, env: Mapping[str, str]) -> ServerTarget
     if not config:
         raise _malformed(value, "the config after 'server:' is empty")
     if port_text is not None:
-        return ServerTarget(config=config, port=_parse_port(value, port_text, "port"))
+        port = _parse_port(value, port_text, "port", free=True)
+        rule = PortRule.ANY if port == 0 else PortRule.EXACT
+        return ServerTarget(config=config, port=port, port_rule=rule)
     env_port = env.get(PORT_ENV, "").strip()
-    if env_port:
-        return ServerTarget(config=config, port=_parse_port(value, env_port, PORT_ENV))
-    return ServerTarget(config=config, port=DEFAULT_PORT)
+    port = _parse_port(value, env_port, PORT_ENV) if env_port else DEFAULT_PORT
+    return ServerTarget(config=config, port=port, port_rule=PortRule.PREFERRED)
 
 
 def _parse_url(value: str) -> UrlTarget:

@@ -47,7 +47,7 @@ def prepare(state_dir: Path) -> Path:
 
 def environment(directory: Path, report: Path, env: dict[str, str]) -> dict[str, str]:
     """`env` with the bootstrap first on PYTHONPATH and the report file named."""
-    from harness.recording.patch import REPORT_ENV
+    from harness.recording.modes import BOOTSTRAP_REPORT_ENV as REPORT_ENV
 
     path = [str(directory), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     return {**env, "PYTHONPATH": os.pathsep.join(path), REPORT_ENV: str(report)}

@@ -199,22 +199,50 @@ def served_by_tests(port: int, test_processes: str) -> bool:
 
 
 def _session_pids(test_processes: str) -> set[int]:
-    """The test sessions' pids: this process, or those holding the server (its state file)."""
+    """The test sessions' pids: this process, or those holding the server this process is.
+
+    A started server is told the directory of the servers' state files; its own is the one
+    naming one of its ancestors (the supervisor that runs it) as the server.
+    """
     if test_processes == THIS_PROCESS:
         return {os.getpid()}
-    try:
-        state = json.loads(Path(test_processes).read_text())
-    except (OSError, ValueError):
-        return set()
-    pids = set()
-    holders = (
-        [*state.get("holders", []), *state.get("workers", [])] if isinstance(state, dict) else []
-    )
-    for holder in holders:
-        pid = holder[0] if isinstance(holder, list) and holder else holder
-        if isinstance(pid, int):
-            pids.add(pid)
-    return pids
+    directory = Path(test_processes)
+    ancestors = _ancestors()
+    for path in directory.glob("port-*.json"):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and state.get("pid") in ancestors:
+            return {pid for pid in map(_pid_of, _holders(state)) if pid is not None}
+    return set()
+
+
+def _holders(state: dict) -> list[object]:
+    return [*state.get("holders", []), *state.get("workers", [])]
+
+
+def _pid_of(holder: object) -> int | None:
+    """A holder's pid, however the state file writes it ({"pid", "start"}, [pid, ...], pid)."""
+    if isinstance(holder, dict):
+        holder = holder.get("pid")
+    elif isinstance(holder, list) and holder:
+        holder = holder[0]
+    return holder if isinstance(holder, int) and not isinstance(holder, bool) else None
+
+
+def _ancestors(limit: int = 8) -> set[int]:
+    found, pid = set(), os.getppid()
+    for _ in range(limit):
+        if pid <= 1:
+            break
+        found.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return found
 
 
 def _listening_inodes(port: int) -> set[str]:

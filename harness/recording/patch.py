@@ -58,6 +58,7 @@ from harness.recording.context import (
 )
 from harness.recording.errors import FaultKind
 from harness.recording.hosts import Route, host_key, is_loopback
+from harness.recording.modes import BOOTSTRAP_REPORT_ENV as REPORT_ENV
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.recorder import Recorder, is_sending
 from harness.recording.redaction import secret_values
@@ -68,7 +69,6 @@ from harness.recording.transport import (
     wrap_transport,
 )
 
-REPORT_ENV = "HARNESS_BOOTSTRAP_REPORT"
 SEALED_PORTS = frozenset({80, 443})
 
 

@@ -162,7 +162,15 @@ class RecordingStore:
         for part in parts:
             candidate = current / part
             if not candidate.exists() and current.is_dir():
-                clash = next((p for p in current.iterdir() if p.name.lower() == part.lower()), None)
+                clash = next(
+                    (
+                        p
+                        for p in current.iterdir()
+                        # its own name: another writer made it meanwhile, which is no clash
+                        if p.name.lower() == part.lower() and p.name != part
+                    ),
+                    None,
+                )
                 if clash is not None:
                     raise RecordingError(
                         f"{candidate}: differs only in case from {clash}; the two would be one "

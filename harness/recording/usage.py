@@ -209,7 +209,8 @@ def write_last_run(
 
 
 def write_run(path: Path, used_paths: Iterable[str], tests: Iterable[str], started: float) -> Path:
-    """Write a passing replay run's usage (relative posix paths) for prune, atomically."""
+    """Write a passing replay run's usage (relative posix paths) for prune, atomically; an
+    OSError (a full disk, a directory in its place) leaves nothing behind."""
     payload = {
         "version": 2,
         "started": started,
@@ -219,16 +220,13 @@ def write_run(path: Path, used_paths: Iterable[str], tests: Iterable[str], start
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
+            raise IsADirectoryError(21, "Is a directory", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RecordingError(
-            f"{path}: cannot write the run file for `harness recordings prune`: "
-            f"{exc.strerror or exc}"
-        ) from None
+    except OSError:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left; the caller names the cause
+        raise
     return path
 
 

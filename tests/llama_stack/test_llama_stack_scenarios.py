@@ -20,9 +20,6 @@ and no key. Each test here checks one thing a user relies on in that pair of run
 - `check_session_client.py`: a session-scoped `compat_client` fixture built on `openai_client`;
 - `check_own_clients.py`: an `openai.OpenAI`, a raw `httpx` and a raw `requests` call the test
   makes itself.
-
-Tests marked xfail name what the harness does not do yet; they flip to failures (strict) once it
-does, and the marker goes.
 """
 
 from __future__ import annotations
@@ -282,11 +279,6 @@ def test_background_responses_are_filed_under_the_test_that_queued_them(
         assert test_id.endswith(f"-{question}]"), (question, test_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the harness's clients are function-scoped: a session fixture built on openai_client "
-    "is a ScopeMismatch",
-)
 def test_a_session_scoped_client_built_on_openai_client_serves_two_tests(
     runs: ScenarioRuns,
 ) -> None:
@@ -295,11 +287,6 @@ def test_a_session_scoped_client_built_on_openai_client_serves_two_tests(
     assert set(outcomes.values()) == {("passed", "passed")}, runs.report("check_session_client")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requests from clients the test builds carry no test id: the stack's provider calls "
-    "are filed under _shared",
-)
 def test_provider_calls_of_clients_the_test_builds_are_filed_under_the_test(
     runs: ScenarioRuns,
 ) -> None:
@@ -317,10 +304,6 @@ def test_provider_calls_of_clients_the_test_builds_are_filed_under_the_test(
         assert "check_own_clients.py::" in test_id and said[words] in test_id, (words, test_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="file_search and MCP miss in replay; the session fixture is a ScopeMismatch",
-)
 def test_every_scenario_passes_in_record_and_again_in_replay_with_no_miss(
     runs: ScenarioRuns,
 ) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.environment import HARNESS_VARIABLES
 from tests.fakes.provider import FakeProvider
 from tests.support.processes import free_port
 
@@ -25,15 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("config.yaml")
 SUITE = ["tests/integration/inference", "tests/integration/prompts"]
 KEY = "sk-real-stack-recording-key-42"
-ISOLATED = (
-    "LLAMA_STACK_CONFIG",
-    "LLAMA_STACK_PORT",
-    "LLAMA_STACK_TEST_INFERENCE_MODE",
-    "LLAMA_STACK_TEST_RECORDING_DIR",
-    "LLAMA_STACK_TEST_STACK_COMMAND",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-)
+ISOLATED = (*HARNESS_VARIABLES, "OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
 def run_suite(

@@ -2,7 +2,17 @@
 
 Each test builds a small project in pytester's directory (a run.yaml for the fake Ollama-wire
 provider with its sqlite stores in tmp_path, and a test module using the plugin's fixtures)
-and runs pytest on it, in a subprocess wherever a process boundary matters.
+and runs pytest on it: in a subprocess wherever a process boundary matters, in this process
+(`runpytest_inprocess`) where it does not, such as library mode.
+
+An in-process run gets pytester's snapshot of `sys.modules`: what the inner session imports
+is dropped again when it ends. A package this process has imported in part (starlette, say,
+for the fake provider) would then be half old, half new in the next inner session, and its
+routes would stop matching; httpx, which imports httpcore only on its first request and keeps
+the map of httpcore's errors it made then, would let a later session's connection errors
+through unmapped. So the modules an inner library-mode session imports are
+imported here, once, before any snapshot is taken; what the harness itself keeps per session
+is its own business, and `test_inprocess_sessions` checks that none of it outlives one.
 """
 
 from __future__ import annotations
@@ -14,9 +24,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpcore  # noqa: F401 - see the module docstring: imported before any snapshot
+import httpcore2  # noqa: F401 - httpx imports them lazily, and keeps their errors once mapped
+import httpx2  # noqa: F401
+import openai  # noqa: F401
 import pytest
+import requests  # noqa: F401
+import vcr  # noqa: F401
 
+import harness.client_patch  # noqa: F401
+import harness.inprocess  # noqa: F401
+import harness.kinds_server  # noqa: F401
+import harness.recording.cassettes  # noqa: F401
+import harness.stack.app  # noqa: F401
 from harness import server
+from harness.processes import stop_process_group
 from tests.fakes.provider import FakeProvider
 from tests.support.projects import CHAT_TESTS, HARNESS_ENV, RUN_YAML
 
@@ -25,6 +47,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytester is not loaded by default; a non-root conftest may not set `pytest_plugins`.
     if not config.pluginmanager.has_plugin("pytester"):
         config.pluginmanager.import_plugin("pytester")
+
+
+@pytest.fixture(autouse=True)
+def _clean_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every inner session runs without the harness variables of the calling shell (whatever
+    they hold), as a new shell would; a test sets the ones it is about."""
+    for name in HARNESS_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -38,8 +68,6 @@ def project(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path_factory, fake_provider
 ):
     """A project with run.yaml and a chat test module; the environment points at the fake."""
-    for name in HARNESS_ENV:
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OLLAMA_URL", fake_provider.base_url)
     monkeypatch.setenv("SQLITE_STORE_DIR", str(tmp_path_factory.mktemp("stores")))
     pytester.makefile(".yaml", run=RUN_YAML)
@@ -71,5 +99,5 @@ def run_stack_server(fake_provider):
 
     yield start
     for process in processes:
-        server.stop_process_group(process.pid)
+        stop_process_group(process.pid)
         process.wait(timeout=10)

@@ -50,16 +50,16 @@ def test_server_form_without_port_uses_llama_stack_port(project, monkeypatch):
 
 
 def test_library_form_records_and_replays_in_process(project, fake_provider):
-    recorded = project.runpytest_subprocess("--stack-config=run.yaml", "--inference-mode=record")
+    recorded = project.runpytest_inprocess("--stack-config=run.yaml", "--inference-mode=record")
     recorded.assert_outcomes(passed=3)
     recorded.stdout.fnmatch_lines(["*serving run.yaml in-process*"])
     assert "started the stack server" not in recorded.stdout.str()
 
     fake_provider.stop()
-    narrowed = project.runpytest_subprocess("--stack-config=run.yaml", "-k", "stream")
+    narrowed = project.runpytest_inprocess("--stack-config=run.yaml", "-k", "stream")
     narrowed.assert_outcomes(passed=1, deselected=2)
     assert not (project.path / "recordings" / ".last-run.json").exists()  # prune needs all
-    replayed = project.runpytest_subprocess("--stack-config=run.yaml")
+    replayed = project.runpytest_inprocess("--stack-config=run.yaml")
 
     replayed.assert_outcomes(passed=3)
     replayed.stdout.fnmatch_lines(["*recordings 3 used, 0 recorded, 0 missed*"])
@@ -67,12 +67,12 @@ def test_library_form_records_and_replays_in_process(project, fake_provider):
 
 
 def test_provider_list_form_replays_what_a_run_yaml_recorded(project, fake_provider):
-    project.runpytest_subprocess(
+    project.runpytest_inprocess(
         "--stack-config=run.yaml", "--inference-mode=record"
     ).assert_outcomes(passed=3)
     fake_provider.stop()
 
-    result = project.runpytest_subprocess("--stack-config=inference=ollama")
+    result = project.runpytest_inprocess("--stack-config=inference=ollama")
 
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*library inference=ollama, mode replay*"])
@@ -163,23 +163,25 @@ def test_replay_needs_no_provider_key(project, fake_provider, monkeypatch, form)
     project.makefile(".yaml", openai_run=OPENAI_RUN_YAML)
     monkeypatch.setenv("OPENAI_BASE_URL", f"{fake_provider.base_url}/v1")
     config = f"server:openai_run.yaml:{free_port()}" if form == "server" else "openai_run.yaml"
+    # A server session crosses a process boundary; a library one runs here.
+    run = project.runpytest_subprocess if form == "server" else project.runpytest_inprocess
     args = [
         f"--stack-config={config}",
         "--text-model=openai/llama3.2:3b",
         "test_chat.py::test_chat",
     ]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-recording-key-0123456789")
-    project.runpytest_subprocess(*args, "--inference-mode=record").assert_outcomes(passed=1)
+    run(*args, "--inference-mode=record").assert_outcomes(passed=1)
     assert all(
         "sk-recording-key" not in p.read_text() for p in recordings(project.path / "recordings")
     )
 
     fake_provider.stop()
     monkeypatch.delenv("OPENAI_API_KEY")
-    replayed = project.runpytest_subprocess(*args)
+    replayed = run(*args)
 
     replayed.assert_outcomes(passed=1)
     # Recording still needs the real key: without one the stack says so.
-    unkeyed = project.runpytest_subprocess(*args, "--inference-mode=live")
+    unkeyed = run(*args, "--inference-mode=live")
     unkeyed.assert_outcomes(failed=1)
     unkeyed.stdout.fnmatch_lines(["*API key not provided*"])

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.fakes.provider import FakeProvider
 from tests.support.processes import free_port
 from tests.support.projects import CHAT_TESTS
+
+BIN = Path(sys.executable).parent
+PATH = os.environ.get("PATH", "")
 
 SWALLOWED = """
 import openai, pytest
@@ -24,13 +29,14 @@ def test_swallows_the_error(openai_client, text_model_id):
 
 @pytest.mark.parametrize("form", ["server", "library"])
 def test_replay_miss_names_nearest_recording_diff_and_record_command(project, form):
-    project.runpytest_subprocess(
+    project.runpytest_inprocess(
         "--stack-config=run.yaml", "--inference-mode=record", "test_chat.py::test_chat"
     ).assert_outcomes(passed=1)
     project.makepyfile(test_chat=CHAT_TESTS.replace("Name one primary", "Name one secondary"))
     config = f"server:run.yaml:{free_port()}" if form == "server" else "run.yaml"
+    run = project.runpytest_subprocess if form == "server" else project.runpytest_inprocess
 
-    result = project.runpytest_subprocess(f"--stack-config={config}", "test_chat.py::test_chat")
+    result = run(f"--stack-config={config}", "test_chat.py::test_chat")
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -54,7 +60,7 @@ def test_replay_miss_names_nearest_recording_diff_and_record_command(project, fo
 def test_a_test_that_catches_the_miss_still_fails_with_the_diagnostic(project):
     project.makepyfile(test_swallow=SWALLOWED)
 
-    result = project.runpytest_subprocess("--stack-config=run.yaml", "test_swallow.py")
+    result = project.runpytest_inprocess("--stack-config=run.yaml", "test_swallow.py")
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -69,18 +75,18 @@ def test_a_test_that_catches_the_miss_still_fails_with_the_diagnostic(project):
 def test_running_the_printed_command_records_the_miss_and_replay_passes(project, monkeypatch):
     new_test = CHAT_TESTS.replace("Name one primary", "Name one tertiary")
     project.makepyfile(test_new=new_test.replace("def test_", "def test_new_"))
-    missed = project.runpytest_subprocess("--stack-config=run.yaml", "test_new.py::test_new_chat")
+    missed = project.runpytest_inprocess("--stack-config=run.yaml", "test_new.py::test_new_chat")
     missed.assert_outcomes(failed=1)
     missed.stdout.fnmatch_lines(
         ["*to record it: LLAMA_STACK_TEST_INFERENCE_MODE=record-if-missing*"]
     )
 
     monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "record-if-missing")
-    project.runpytest_subprocess(
+    project.runpytest_inprocess(
         "test_new.py::test_new_chat", "--stack-config=run.yaml"
     ).assert_outcomes(passed=1)
     monkeypatch.delenv("LLAMA_STACK_TEST_INFERENCE_MODE")
-    replayed = project.runpytest_subprocess("--stack-config=run.yaml", "test_new.py::test_new_chat")
+    replayed = project.runpytest_inprocess("--stack-config=run.yaml", "test_new.py::test_new_chat")
 
     replayed.assert_outcomes(passed=1)
     replayed.stdout.fnmatch_lines(["*recordings 2 used, 0 recorded, 0 missed*"])
@@ -90,7 +96,7 @@ def test_the_printed_command_repeats_every_option_that_shapes_the_request(projec
     with FakeProvider(models=["llama3.2:3b", "tiny:1b"]) as fake:
         monkeypatch.setenv("OLLAMA_URL", fake.base_url)
         args = ["--stack-config=run.yaml", "--text-model=ollama/tiny:1b", "--env=EXTRA=secret-x"]
-        missed = project.runpytest_subprocess(*args, "test_chat.py::test_chat")
+        missed = project.runpytest_inprocess(*args, "test_chat.py::test_chat")
         missed.assert_outcomes(failed=1)
         line = [x for x in missed.stdout.lines if "to record it:" in x and "--stack" in x][0]
         command = line.split("to record it:", 1)[1].strip()
@@ -101,14 +107,19 @@ def test_the_printed_command_repeats_every_option_that_shapes_the_request(projec
             command,
             shell=True,
             cwd=project.path,
-            env={**os.environ, "EXTRA": "secret-x"},
+            # `pytest` is this interpreter's, whether or not its virtualenv is activated.
+            env={
+                **os.environ,
+                "EXTRA": "secret-x",
+                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            },
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert ran.returncode == 0, ran.stdout + ran.stderr
 
-    replayed = project.runpytest_subprocess(*args, "test_chat.py::test_chat")
+    replayed = project.runpytest_inprocess(*args, "test_chat.py::test_chat")
     replayed.assert_outcomes(passed=1)
 
 

@@ -6,10 +6,12 @@ import json
 import os
 import re
 import signal
+import time
 
 import pytest
 
-from harness import server
+from harness import processes, server, serverstate
+from harness.processes import descendants
 from tests.support.processes import free_port, inner_pytest, interrupt, started_pid, wait_gone
 from tests.support.projects import dedent, recordings
 
@@ -179,7 +181,7 @@ def test_two_sessions_on_one_port_share_the_server_until_the_last_ends(project):
                 "for 1 other test session(s) holding it*",
             ]
         )
-        assert server.alive(pid)  # the first session still holds it
+        assert processes.alive(pid)  # the first session still holds it
     assert wait_gone(pid)
 
 
@@ -198,7 +200,7 @@ def test_server_gets_env_options_and_the_setup_defaults(project, monkeypatch, tm
 
     result.assert_outcomes(passed=1)
     assert (stores / "kvstore.db").exists()
-    log = server.log_path_for(port).read_text()
+    log = serverstate.log_path_for(port).read_text()
     assert "url: http://localhost:11434" in log  # the ollama setup's default OLLAMA_URL
 
 
@@ -250,3 +252,65 @@ def test_a_server_outlives_a_killed_pytest_by_a_few_seconds_only(project):
         inner.process.wait(timeout=10)
 
     assert wait_gone(pid, timeout=10)
+
+
+def _stack_process(supervisor: int) -> int:
+    """The stack command the supervisor runs (its child), as the OOM killer would pick it."""
+    deadline = time.monotonic() + 10
+    while not (children := descendants(supervisor)):
+        assert time.monotonic() < deadline, "the supervisor has no child"
+        time.sleep(0.02)
+    return children[0]
+
+
+def test_a_stack_killed_by_sigkill_is_named_with_its_signal(project):
+    project.makepyfile(test_dies=DIES_MID_RUN)
+    port = free_port()
+    with inner_pytest(
+        project.path, "test_dies.py", f"--stack-config=server:run.yaml:{port}"
+    ) as inner:
+        pid = inner.server_pid
+        os.kill(_stack_process(pid), signal.SIGKILL)  # the stack, not its supervisor
+        assert wait_gone(pid)
+        (project.path / "go").write_text("")
+        inner.process.wait(timeout=60)
+
+    text = inner.text()
+    assert f"the stack server (pid {pid}) on port {port} was killed by signal SIGKILL" in text
+    assert "exited with code 1" not in text and "Traceback" not in text.split("last 40")[-1]
+
+
+STOPPED_MID_RUN = """
+import pathlib, time
+
+def test_first(http_client):
+    pathlib.Path("in-test").write_text("")
+    while not pathlib.Path("go").exists():
+        time.sleep(0.02)
+    http_client.get("/v1/health", timeout=2)
+
+def test_second(http_client):
+    http_client.get("/v1/health")
+"""
+
+
+def test_a_stopped_stack_is_named_in_the_first_test_it_breaks_within_seconds(project):
+    project.makepyfile(test_stopped=STOPPED_MID_RUN)
+    port = free_port()
+    started = time.monotonic()
+    with inner_pytest(
+        project.path, "test_stopped.py", f"--stack-config=server:run.yaml:{port}"
+    ) as inner:
+        pid = inner.server_pid
+        stack = _stack_process(pid)
+        os.kill(stack, signal.SIGSTOP)  # as Ctrl-Z or `kill -STOP` would
+        (project.path / "go").write_text("")
+        inner.process.wait(timeout=60)
+
+    text = inner.text()
+    assert time.monotonic() - started < 40, text
+    assert f"the stack server (pid {pid}) on port {port} is stopped: process(es) {stack}" in text
+    assert f"kill -CONT -{pid}" in text
+    assert "stack-harness: the stack is gone" in text
+    assert "1 failed" in text and "test_second" not in text.split("short test summary")[-1]
+    assert wait_gone(pid)  # stopped at the end all the same (continued after its SIGTERM)

@@ -41,7 +41,7 @@ def test_a_model_list_runs_each_test_once_per_model_and_recordings_never_collide
     with FakeProvider(models=["llama3.2:3b", "qwen3:0.6b"]) as fake:
         monkeypatch.setenv("OLLAMA_URL", fake.base_url)
         models = "--text-model=ollama/llama3.2:3b,ollama/qwen3:0.6b"
-        recorded = project.runpytest_subprocess(
+        recorded = project.runpytest_inprocess(
             "--stack-config=run.yaml", models, "--inference-mode=record", "-v", "test_matrix.py"
         )
 
@@ -54,14 +54,14 @@ def test_a_model_list_runs_each_test_once_per_model_and_recordings_never_collide
     )
     files = [p for p in recordings(project.path / "recordings") if p.parent.name == "test_matrix"]
     assert len(files) == 2
-    replayed = project.runpytest_subprocess("--stack-config=run.yaml", models, "test_matrix.py")
+    replayed = project.runpytest_inprocess("--stack-config=run.yaml", models, "test_matrix.py")
     replayed.assert_outcomes(passed=4)
 
 
 def test_a_model_kind_that_is_not_given_skips_naming_the_option(project):
     project.makepyfile(test_matrix=MATRIX_TEST)
 
-    result = project.runpytest_subprocess(
+    result = project.runpytest_inprocess(
         "--stack-config=run.yaml", "--setup=vllm", "-rs", "test_matrix.py::test_needs_vision"
     )
 
@@ -191,7 +191,7 @@ def test_missing(openai_client, text_model_id):
 
     result.assert_outcomes(passed=1, failed=1)
     assert misses.read_text() == "test_two.py::test_missing[txt=ollama/llama3.2:3b]\n"
-    clean = project.runpytest_subprocess(
+    clean = project.runpytest_inprocess(
         "--stack-config=run.yaml", f"--misses-file={misses}", "test_two.py::test_recorded"
     )
     clean.assert_outcomes(passed=1)
@@ -207,10 +207,11 @@ def test_models(llama_stack_client, text_model_id):
     assert text_model_id in [m.identifier for m in llama_stack_client.models.list()]
 """
     )
-    for config in ("run.yaml", f"server:run.yaml:{free_port()}"):
-        result = project.runpytest_subprocess(
-            f"--stack-config={config}", "--inference-mode=record", "test_client.py"
-        )
+    for config, run in (
+        ("run.yaml", project.runpytest_inprocess),
+        (f"server:run.yaml:{free_port()}", project.runpytest_subprocess),
+    ):
+        result = run(f"--stack-config={config}", "--inference-mode=record", "test_client.py")
         result.assert_outcomes(passed=1)
 
     seen = []
@@ -222,7 +223,7 @@ def test_models(llama_stack_client, text_model_id):
             )
         )
     )
-    project.runpytest_subprocess(
+    project.runpytest_inprocess(
         f"--stack-config={stub.url}", "--inference-mode=live", "test_client.py"
     ).assert_outcomes(passed=1)
     assert seen[0]["x-harness-test-id"] == "test_client.py::test_models[txt=ollama/llama3.2:3b]"

@@ -13,14 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import server
+from harness.processes import alive
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     """True once `pid` has exited (polled, so a slow shutdown within `timeout` still counts)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not server.alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.02)
     return False

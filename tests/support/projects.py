@@ -9,14 +9,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-HARNESS_ENV = (
-    "LLAMA_STACK_CONFIG",
-    "LLAMA_STACK_PORT",
-    "LLAMA_STACK_TEST_INFERENCE_MODE",
-    "LLAMA_STACK_TEST_RECORDING_DIR",
-    "LLAMA_STACK_TEST_REPLAY_PACE",
-    "HARNESS_RECORDING_USAGE_LOG",
-)
+from harness.environment import HARNESS_VARIABLES
+
+# Every variable the harness reads: an inner session runs without any of them.
+HARNESS_ENV = HARNESS_VARIABLES
 
 OLLAMA_PROVIDER = """\
     - provider_id: ollama

@@ -208,3 +208,22 @@ def test_list_says_which_stack_and_setup_made_each_test_s_recordings(
     assert json.loads(path.read_text())["provenance"] == {"setup": "ollama", "stack": "ogx 1.5.0"}
     assert run(["recordings", "list", "--dir", str(directory)]) == 0
     assert "setup ollama, stack ogx 1.5.0" in capsys.readouterr().out
+
+
+def test_writers_making_the_same_new_directory_at_once_are_no_case_clash(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.recording.records import JsonBody, RecordedRequest, RecordedResponse, Recording
+
+    store = RecordingStore(tmp_path)
+
+    def write(n: int) -> None:
+        test_id = f"tests/dir{n // 8}/test_m.py::t"
+        request = RecordedRequest("GET", f"/v1/{n}", {}, {}, None)
+        store.write(
+            Recording(f"{n:064x}", test_id, request, RecordedResponse(200, {}, JsonBody(n)))
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8 * 40)))  # 40 new directories, 8 writers racing for each
+    assert len(list(store.iter_files())) == 8 * 40

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import server
+from harness import processes, server, serverstate
 from harness.server import ServerSpec, StackServerError
+from harness.targets import PortRule
 from tests.support.processes import free_port, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +83,7 @@ def http_server(stub_server):
 def test_starts_a_server_and_stops_its_process_on_release(make_spec, state):
     lease = server.acquire(make_spec(free_port()), state)
 
-    assert lease.origin == server.ORIGIN_STARTED
+    assert lease.origin == server.Origin.STARTED
     assert server.probe("127.0.0.1", lease.port).state == "healthy"
     lease.release()
     assert wait_gone(lease.pid)
@@ -94,7 +95,7 @@ def test_second_holder_shares_the_server_and_the_last_release_stops_it(make_spec
     first = server.acquire(spec, state)
     second = server.acquire(spec, state)
 
-    assert second.origin == server.ORIGIN_SHARED
+    assert second.origin == server.Origin.SHARED
     assert second.pid == first.pid
     first.release()
     assert server.probe("127.0.0.1", spec.port).state == "healthy"
@@ -108,7 +109,7 @@ def test_a_server_already_running_is_reused_and_left_running(http_server, make_s
     lease = server.acquire(dataclasses.replace(make_spec(port), reuse_unknown=True), state)
     lease.release()
 
-    assert lease.origin == server.ORIGIN_EXTERNAL
+    assert lease.origin == server.Origin.EXTERNAL
     assert server.probe("127.0.0.1", port).state == "healthy"
 
 
@@ -182,7 +183,7 @@ def test_never_healthy_server_is_stopped_and_reported(make_spec, state):
 def test_server_ignoring_sigterm_is_killed_after_the_grace_period(make_spec, state):
     lease = server.acquire(make_spec(free_port(), behaviour="stubborn"), state)
 
-    server.stop_process_group(lease.pid, grace=0.5)
+    processes.stop_process_group(lease.pid, grace=0.5)
 
     assert wait_gone(lease.pid, timeout=2)
     lease.released = True
@@ -208,7 +209,7 @@ def test_server_whose_holders_died_is_adopted(make_spec, state):
     adopted = server.acquire(spec, state)
     lease.released = True  # the first holder "died"; only the adopter holds it now
 
-    assert adopted.origin == server.ORIGIN_SHARED and adopted.pid == lease.pid
+    assert adopted.origin == server.Origin.SHARED and adopted.pid == lease.pid
     adopted.release()
     assert wait_gone(lease.pid)
 
@@ -218,8 +219,8 @@ def test_alive_is_false_for_an_exited_process():
 
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
-    assert not server.alive(process.pid)
-    assert server.alive(os.getpid())
+    assert not processes.alive(process.pid)
+    assert processes.alive(os.getpid())
 
 
 def test_an_unhealthy_server_another_session_holds_is_reported_not_killed(make_spec, state):
@@ -229,8 +230,84 @@ def test_an_unhealthy_server_another_session_holds_is_reported_not_killed(make_s
     try:
         with pytest.raises(StackServerError, match="started by another test session that still"):
             server.acquire(spec, state)
-        assert server.alive(lease.pid)
+        assert processes.alive(lease.pid)
     finally:
         os.killpg(lease.pid, signal.SIGCONT)
         lease.release()
     assert wait_gone(lease.pid)
+
+
+def test_port_zero_takes_a_free_port_and_the_same_settings_share_it(make_spec, state):
+    spec = dataclasses.replace(
+        make_spec(0, mode="replay"),
+        port_rule=PortRule.ANY,
+        command=lambda port: make_spec(port).argv(port),
+        log_path=None,
+    )
+    first = server.acquire(spec, state)
+    second = server.acquire(spec, state)
+    try:
+        assert first.origin is server.Origin.STARTED and first.port != 0
+        assert "free port" in first.note
+        assert server.probe("127.0.0.1", first.port).state is server.ProbeState.HEALTHY
+        assert (second.origin, second.port, second.pid) == (
+            server.Origin.SHARED,
+            first.port,
+            first.pid,
+        )
+    finally:
+        second.release()
+        first.release()
+    assert wait_gone(first.pid)
+
+
+def test_the_default_port_held_with_other_settings_moves_to_a_free_port(make_spec, state):
+    port = free_port()
+    held = server.acquire(make_spec(port, mode="record"), state)
+    spec = dataclasses.replace(
+        make_spec(port, mode="replay"),
+        port_rule=PortRule.PREFERRED,
+        command=lambda p: make_spec(p).argv(p),
+        log_path=None,
+    )
+    try:
+        moved = server.acquire(spec, state)
+        try:
+            assert moved.origin is server.Origin.STARTED and moved.port != port
+            assert f"not on port {port}: the stack on port {port} was started by another" in (
+                moved.note
+            )
+            assert "mode: 'record' there, 'replay' here" in moved.note
+            assert f"using free port {moved.port} instead" in moved.note
+        finally:
+            moved.release()
+        assert processes.alive(held.pid)  # the other session's server is left alone
+    finally:
+        held.release()
+
+
+def test_an_explicit_port_held_with_other_settings_still_fails(make_spec, state):
+    port = free_port()
+    held = server.acquire(make_spec(port, mode="record"), state)
+    try:
+        with pytest.raises(StackServerError, match="other settings.*:0 for a free one"):
+            server.acquire(make_spec(port, mode="replay"), state)
+    finally:
+        held.release()
+
+
+def test_a_holder_whose_pid_was_reused_holds_nothing(make_spec, state):
+    spec = make_spec(free_port(), mode="record")
+    lease = server.acquire(spec, state)
+    me = processes.ProcessId.current()
+    record = serverstate.read_state(state, spec.port)
+    # Our pid, another start time: a session that died and whose pid the kernel reused.
+    serverstate.set_holders(record, [processes.ProcessId(me.pid, me.start - 1)])
+    serverstate.write_state(state, spec.port, record)
+
+    replaced = server.acquire(make_spec(spec.port, mode="replay"), state)
+    lease.released = True
+
+    assert replaced.origin is server.Origin.STARTED and replaced.pid != lease.pid
+    assert wait_gone(lease.pid)
+    replaced.release()

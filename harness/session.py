@@ -1,0 +1,258 @@
+"""Everything one pytest session makes or holds, owned by one object and let go of in one place.
+
+A :class:`HarnessSession` owns: the session's id, scratch directory and event log (through
+which every recording fault reaches its test: :class:`~harness.reporting.FaultCollector`),
+the stack (its lifecycle and kind: a server lease and the process it started, an in-process
+app, a remote's cassettes), the current test (its attribution headers), the patch that
+stamps clients a test builds itself, and the SIGTERM handler that turns a `kill` of pytest
+into an orderly stop. :meth:`HarnessSession.close` is the one teardown path; no module keeps
+process-wide state, so in-process pytest sessions (pytester) do not leak into each other. A
+session killed outright is covered by the supervisor, which stops a server no one holds.
+
+Under pytest-xdist the controller starts or reuses a server before its workers exist and hands
+them :class:`WorkerData` (its id, scratch directory and server); a worker's session is
+built with it and adopts the server rather than holding it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.kinds import StackStartError, kind_for
+from harness.lifecycle import StackHandle, StackLifecycle
+from harness.options import HarnessOptions
+from harness.recording import usage
+from harness.recording.context import Attribution, attribution_headers
+from harness.recording.modes import RecordingSettings
+from harness.reporting import FaultCollector
+
+WORKER_KEY = "stack_harness"  # xdist workerinput key: what the controller shares
+
+
+@dataclass(frozen=True)
+class WorkerData:
+    """What an xdist controller hands each worker."""
+
+    work_dir: str
+    session: str  # the controller's session id: its workers' events go to its log
+    started: float  # when the controller's session started
+    server: dict[str, Any] | None = None  # harness.kinds_server.WorkerServer, as a dict
+    start_error: str | None = None  # the controller could not start the stack: why
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "work_dir": self.work_dir,
+            "session": self.session,
+            "started": self.started,
+            "server": self.server,
+            "start_error": self.start_error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerData:
+        return cls(
+            data["work_dir"],
+            data["session"],
+            float(data["started"]),
+            data.get("server"),
+            data.get("start_error"),
+        )
+
+
+@dataclass
+class TestScope:
+    """One run of one test: who it is, in which session."""
+
+    test_id: str
+    session: str
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
+    exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def headers(self) -> dict[str, str]:
+        """The headers that file a request's provider traffic under this run of the test.
+
+        Every client the harness builds or stamps gets its headers here, and only here.
+        """
+        return attribution_headers(self.session, self.test_id, self.invocation)
+
+    def attribution(self) -> Attribution:
+        """The same, for a recording layer in this process (the remote kind's cassette)."""
+        return Attribution(self.test_id, self.invocation, self.session)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class HarnessSession:
+    """The harness's part of one pytest session (see the module docstring)."""
+
+    def __init__(
+        self,
+        options: HarnessOptions,
+        announce: Callable[[str], None],
+        worker: WorkerData | None = None,
+    ) -> None:
+        self.options = options
+        self.worker = worker
+        self._work_dir = Path(worker.work_dir) if worker else None
+        self.id = worker.session if worker else uuid.uuid4().hex
+        self.started = worker.started if worker else usage.now()
+        self._sessions_dir = usage.default_sessions_dir()
+        self._usage_log: Path | None = None
+        self._owns_usage_log = False
+        self._owns_work_dir = False
+        worker_server = None
+        if worker is not None and worker.server is not None:
+            from harness.kinds_server import WorkerServer
+
+            worker_server = WorkerServer.from_dict(worker.server)
+        self.lifecycle = StackLifecycle(kind_for(options, self.recording, worker_server), announce)
+        if worker is not None and worker.start_error:
+            self.lifecycle.start_error = StackStartError(worker.start_error)
+        self.current: TestScope | None = None
+        self.faults = FaultCollector(self.usage_log if options.target is not None else None)
+        self.usage: Any = None  # harness.recording.usage.UsageSummary, read at close
+        self.closed = False
+        self._patch: Any = None  # harness.client_patch.ClientPatch
+        self._sigterm_trapped = False
+
+    @property
+    def is_worker(self) -> bool:
+        return self.worker is not None
+
+    # -- what the session owns --------------------------------------------------------------
+
+    @property
+    def work_dir(self) -> Path:
+        """The session's scratch directory (the controller's under xdist), made on first use."""
+        if self._work_dir is None:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="stack-harness-session-"))
+            self._owns_work_dir = True
+        return self._work_dir
+
+    @property
+    def usage_log(self) -> Path:
+        """This session's event log (``harness.recording.usage``): the controller makes it,
+        its workers and every stack it uses, shared or not, append to it."""
+        if self._usage_log is None:
+            self._usage_log = usage.session_log(self._sessions_dir, self.id)
+            if not self.is_worker and not self._usage_log.exists():
+                usage.create_log(self._usage_log)
+                self._owns_usage_log = True
+        return self._usage_log
+
+    def recording(self) -> RecordingSettings:
+        """The recording settings the stack runs with: the options', with this session's log."""
+        return replace(
+            self.options.recording, usage_log=self.usage_log, sessions_dir=self._sessions_dir
+        )
+
+    def worker_data(self) -> WorkerData:
+        kind = self.lifecycle.kind
+        opened = self.lifecycle.opened and kind is not None
+        error = self.lifecycle.start_error
+        return WorkerData(
+            work_dir=str(self.work_dir),
+            session=self.id,
+            started=self.started,
+            server=kind.for_workers() if opened else None,
+            start_error=str(error) if error is not None else None,
+        )
+
+    # -- the stack --------------------------------------------------------------------------
+
+    def stack(self) -> StackHandle:
+        """The session's stack, opened on first use; StackStartError if it cannot be."""
+        if self.lifecycle.opened:
+            return self.lifecycle.stack()
+        kind = self.lifecycle.kind
+        if kind is not None and kind.holds_process and not self.is_worker:
+            self._trap_sigterm()  # before starting: a SIGTERM meanwhile still stops it
+        handle = self.lifecycle.stack()
+        if self._patch is None:
+            from harness.client_patch import ClientPatch
+
+            routes = kind is not None and kind.routes_clients
+            self._patch = ClientPatch(
+                handle.base_url,
+                self.headers,
+                transport=handle.transport if routes else None,
+                async_transport=handle.async_transport if routes else None,
+            ).install()
+        return handle
+
+    def _trap_sigterm(self) -> None:
+        """A SIGTERM to pytest unwinds like Ctrl-C, so the server we hold is stopped."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
+            self._sigterm_trapped = True
+
+    def _restore_sigterm(self) -> None:
+        if self._sigterm_trapped and signal.getsignal(signal.SIGTERM) is _interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._sigterm_trapped = False
+
+    # -- the current test -------------------------------------------------------------------
+
+    def begin_test(self, test_id: str, uses_stack: bool) -> TestScope:
+        """The test `test_id` starts (its setup): requests from now on are filed under it."""
+        scope = TestScope(test_id, self.id)
+        self.current = scope
+        kind = self.lifecycle.kind
+        if uses_stack and kind is not None:
+            scope.exits.enter_context(kind.test_scope(scope.attribution()))
+        return scope
+
+    def end_test(self, scope: TestScope) -> None:
+        """The test's teardown is over: leave its scope (a cassette is saved here)."""
+        try:
+            scope.exits.close()
+        finally:
+            if self.current is scope:
+                self.current = None
+
+    def headers(self) -> dict[str, str]:
+        """The current test's attribution headers (none between tests)."""
+        return self.current.headers() if self.current is not None else {}
+
+    def client_hooks(self) -> dict[str, list[Callable[[Any], None]]]:
+        """The event hooks of a client fixture: stamp each request with the current test."""
+        return {"request": [self._stamp]}
+
+    def _stamp(self, request: Any) -> None:
+        for name, value in self.headers().items():
+            request.headers[name] = value
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def close(self) -> str:
+        """Let go of everything the session holds; say what became of the stack. Idempotent."""
+        if self.closed:
+            return self.lifecycle.ending
+        self.closed = True
+        try:
+            if self._patch is not None:
+                self._patch.uninstall()
+                self._patch = None
+            said = self.lifecycle.close()
+        finally:
+            self._restore_sigterm()
+            if not self.is_worker and self._usage_log is not None:
+                self.usage = usage.read_usage(self._usage_log)
+                if self._owns_usage_log:
+                    self._usage_log.unlink(missing_ok=True)
+            if self._owns_work_dir and self._work_dir is not None:
+                shutil.rmtree(self._work_dir, ignore_errors=True)
+        return said
