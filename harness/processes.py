@@ -190,22 +190,19 @@ def _signal(pid: int, pgid: int | None, signum: int) -> None:
 
 def listener_of(port: int) -> tuple[int, str] | None:
     """The pid and command line of the process listening on a local TCP port (Linux; else None)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if (
-                len(fields) > 9
-                and fields[3] == "0A"
-                and int(fields[1].rsplit(":", 1)[1], 16) == port
-            ):
-                inodes.add(f"socket:[{fields[9]}]")
+    from harness.recording.hosts import holds_socket, listening_inodes
+
+    inodes = listening_inodes(port)
     if not inodes:
         return None
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and holds_socket(int(proc.name), inodes):
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+            except OSError:
+                continue
+            return int(proc.name), cmdline.decode("utf-8", "replace")
+    return None
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue

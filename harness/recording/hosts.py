@@ -189,9 +189,9 @@ def served_by_tests(port: int, test_processes: str) -> bool:
         hit = _cache.get(key)
         if hit is not None and now - hit[0] < _CACHE_SECONDS:
             return hit[1]
-    inodes = _listening_inodes(port)
+    inodes = listening_inodes(port)
     result = bool(inodes) and any(
-        _holds_socket(pid, inodes) for pid in _session_pids(test_processes)
+        holds_socket(pid, inodes) for pid in _session_pids(test_processes)
     )
     with _cache_lock:
         _cache[key] = (now, result)
@@ -245,7 +245,8 @@ def _ancestors(limit: int = 8) -> set[int]:
     return found
 
 
-def _listening_inodes(port: int) -> set[str]:
+def listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on TCP `port` (Linux /proc; empty elsewhere)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -263,7 +264,8 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def _holds_socket(pid: int, inodes: set[str]) -> bool:
+def holds_socket(pid: int, inodes: set[str]) -> bool:
+    """True when process `pid` has one of the socket `inodes` open."""
     try:
         fds = list(Path(f"/proc/{pid}/fd").iterdir())
     except OSError:
