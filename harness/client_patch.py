@@ -22,7 +22,6 @@ pytest process (vcrpy, for a remote stack, patches through its own public API).
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -59,7 +58,7 @@ class ClientPatch:
         self._transport = transport  # library mode: lib -> sync transport into the app
         self._async_transport = async_transport
         self._undo: list[tuple[object, str, Any]] = []
-        self._finder: _OnImport | None = None
+        self._finder: Any = None  # harness.recording.patch.PostImportFinder
 
     # -- install / uninstall ----------------------------------------------------------------
 
@@ -73,7 +72,9 @@ class ClientPatch:
                 patch(module)
             else:
                 waiting[name] = patch
-        self._finder = _OnImport(waiting)
+        from harness.recording.patch import PostImportFinder
+
+        self._finder = PostImportFinder(waiting)
         sys.meta_path.insert(0, self._finder)
         return self
 
@@ -158,35 +159,3 @@ class ClientPatch:
                 session.mount(prefix, adapter)
 
             self._replace(session_cls, "__init__", __init__)
-
-
-class _OnImport(importlib.abc.MetaPathFinder):
-    """Runs a patch right after one of the patched libraries is first imported."""
-
-    def __init__(self, patches: dict[str, Callable[[ModuleType], None]]) -> None:
-        self.patches = patches
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        patch = self.patches.get(name)
-        if patch is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        original_exec = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            original_exec(module)
-            if self.patches.pop(name, None) is not None:
-                patch(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec

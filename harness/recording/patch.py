@@ -103,7 +103,7 @@ class Installation:
         self.settings = settings
         self.recorder = Recorder(settings, secrets=secrets, provenance=stack_provenance)
         self._undo: list[tuple[object, str, Any]] = []
-        self._finder: _PostImportFinder | None = None
+        self._finder: PostImportFinder | None = None
         self._resolved: dict[str, str] = {}  # address -> host name it was looked up by
         self._lock = threading.Lock()
         self._test_runs: dict[str, list[str]] = {}  # test id -> its invocations, in order
@@ -130,7 +130,7 @@ class Installation:
         self._patch_threads()
         if self.settings.mode is not Mode.LIVE:
             self._patch_socket()
-        self._finder = _PostImportFinder(patches)
+        self._finder = PostImportFinder(patches)
         sys.meta_path.insert(0, self._finder)
         _report("loaded")
         return self
@@ -349,7 +349,7 @@ def _module_of(filename: str) -> str:
     return ""
 
 
-class _PostImportFinder(importlib.abc.MetaPathFinder):
+class PostImportFinder(importlib.abc.MetaPathFinder):
     """Runs a patch right after one of the patched modules is first imported."""
 
     def __init__(self, patches: Mapping[str, Callable[[ModuleType], None]]) -> None:
