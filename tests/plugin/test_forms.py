@@ -89,7 +89,8 @@ def test_url_form_records_at_the_client_layer_and_never_stops_the_server(
 
     recorded.assert_outcomes(passed=3)
     assert stack.poll() is None
-    assert recordings(project.path / "recordings")
+    assert len(recordings(project.path / "recordings")) == 3  # one per request, each under its test
+    recorded.stdout.fnmatch_lines(["*recordings 0 used, 3 recorded, 0 missed*"])
 
     stack.terminate()
     stack.wait(timeout=10)
