@@ -146,3 +146,26 @@ def test_a_miss_inside_a_streamed_response_reaches_the_test_and_the_misses_file(
     assert (project.path / "misses.txt").read_text() == (
         "test_chat.py::test_stream[txt=ollama/llama3.2:3b]\n"
     )
+
+
+@pytest.mark.parametrize("where", ["ini", "hook"])
+def test_a_project_normaliser_keeps_an_edited_prompt_from_missing(project, where):
+    if where == "ini":
+        project.makeini("[pytest]\nnormalize_request =\n    mood = (?<=Name one )\\w+\n")
+    else:
+        project.makeconftest(
+            "def pytest_harness_request_normalizers(config):\n"
+            "    return [('mood', r'(?<=Name one )\\w+')]\n"
+        )
+    project.runpytest_subprocess(
+        "--stack-config=run.yaml", "--inference-mode=record", "test_chat.py::test_chat"
+    ).assert_outcomes(passed=1)
+    asked = '"content": "Name one primary colour."}]'
+    edited = CHAT_TESTS.replace(asked, asked.replace("primary", "secondary"))
+    assert edited != CHAT_TESTS
+    project.makepyfile(test_chat=edited)  # the question changes; the recorded answer stays
+
+    result = project.runpytest_subprocess("--stack-config=run.yaml", "test_chat.py::test_chat")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*recordings 2 used, 0 recorded, 0 missed*"])
