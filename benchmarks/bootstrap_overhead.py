@@ -38,7 +38,13 @@ from harness.recording import patch  # noqa: E402
 from harness.recording.context import Attribution, attributed  # noqa: E402
 from harness.recording.fingerprint import canonical_request, fingerprint  # noqa: E402
 from harness.recording.modes import Mode, RecordingSettings  # noqa: E402
-from harness.recording.store import RecordingStore, new_record  # noqa: E402
+from harness.recording.records import (  # noqa: E402
+    JsonBody,
+    RecordedRequest,
+    RecordedResponse,
+    Recording,
+)
+from harness.recording.store import RecordingStore  # noqa: E402
 from harness.recording.transport import wrap_async_transport  # noqa: E402
 from tests.fakes.provider import FakeProvider  # noqa: E402
 
@@ -48,8 +54,9 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 def _recording(directory: Path) -> None:
     canonical = canonical_request("POST", "/v1/chat/completions", {}, BODY, TEST_ID)
-    response = {"status": 200, "headers": {"content-type": "application/json"}, "body": {"ok": 1}}
-    RecordingStore(directory).write(new_record(canonical, fingerprint(canonical), {}, response))
+    request = RecordedRequest("POST", "/v1/chat/completions", {}, {}, BODY)
+    response = RecordedResponse(200, {"content-type": "application/json"}, JsonBody({"ok": 1}))
+    RecordingStore(directory).write(Recording(fingerprint(canonical), TEST_ID, request, response))
 
 
 async def _per_request(settings: RecordingSettings, n: int, *, patched: bool) -> float:
@@ -81,11 +88,11 @@ def per_request(n: int) -> tuple[float, float]:
         settings = RecordingSettings(mode=Mode.REPLAY, directory=Path(tmp))
         _recording(Path(tmp))
         reference = asyncio.run(_per_request(settings, n, patched=False))
-        patch.install(settings)
+        installation = patch.install(settings)
         try:
             bootstrapped = asyncio.run(_per_request(settings, n, patched=True))
         finally:
-            patch.uninstall()
+            installation.uninstall()
     return reference, bootstrapped
 
 
