@@ -19,7 +19,7 @@ from harness.recording.modes import (
     PACE_ENV,
     SERVER_ENV,
 )
-from harness.stack.run_config import PORT_ENV
+from harness.stack.ports import PORT_ENV
 
 STACK_CONFIG_ENV = "LLAMA_STACK_CONFIG"  # --stack-config
 STACK_COMMAND_ENV = "LLAMA_STACK_TEST_STACK_COMMAND"  # --stack-command

@@ -37,7 +37,7 @@ from harness.recording.errors import RecordingError
 from harness.recording.fingerprint import Normalizer
 from harness.recording.hosts import THIS_PROCESS, HostPolicy, parse_globs, provider_hosts
 from harness.recording.modes import Mode, RecordingSettings, parse_mode, parse_pace
-from harness.stack.run_config import StackConfigError
+from harness.stack.errors import StackConfigError
 from harness.stack_command import DEFAULT_STACK_COMMAND, StackCommand, StackCommandError
 from harness.targets import (
     LibraryTarget,

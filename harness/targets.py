@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.stack.run_config import DEFAULT_PORT, PORT_ENV, StackConfigError
+from harness.stack.errors import StackConfigError
+from harness.stack.ports import DEFAULT_PORT, PORT_ENV
 
 FORMS = (
     ("server:<config>", "start or reuse a stack server on LLAMA_STACK_PORT (default 8321)",

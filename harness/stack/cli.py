@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from harness.stack.run_config import DEFAULT_PORT, PORT_ENV
+from harness.stack.ports import DEFAULT_PORT, PORT_ENV
 
 logger = logging.getLogger("harness.stack.run")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.stack.envsubst import EnvVarError, substitute_env
 from harness.stack.errors import StackConfigError
+from harness.stack.ports import DEFAULT_PORT, PORT_ENV
 from harness.stack.prompts_location import PromptsLocation, prompts_location, stack_flavour
 from harness.stack.providers.registry import known_apis, resolve_provider_type
 from harness.stack.run_config_model import (
@@ -49,11 +50,6 @@ __all__ = [
 ]
 
 DISTRIBUTIONS_DIR = Path(__file__).parent / "distributions"
-
-# Where a stack serves when nothing names a port, and the variable that names one: Llama
-# Stack's. `harness stack run` and `--stack-config=server:<config>` both resolve ports with them.
-DEFAULT_PORT = 8321
-PORT_ENV = "LLAMA_STACK_PORT"
 
 
 def resolve_run_config_path(name_or_path: str) -> Path:
