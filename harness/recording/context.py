@@ -225,6 +225,12 @@ def attribution_context_value() -> Attribution:
     return _current.get()
 
 
+def set_attribution(attribution: Attribution) -> None:
+    """Attribute the rest of the running task (or thread) to `attribution` (no reset: for a
+    task that takes on work handed to it, see recording/patch.py)."""
+    _current.set(attribution)
+
+
 @contextmanager
 def attributed(attribution: Attribution) -> Iterator[Attribution]:
     """Run a block as part of a test: every recorded request inside is filed under it."""

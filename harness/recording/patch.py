@@ -22,6 +22,12 @@ clients itself, so the harness cannot hand them a recording transport. The boots
 - ``threading.Thread.start`` and ``ThreadPoolExecutor.submit`` (so ``run_in_executor`` too):
   the thread, or the submitted call, runs attributed to the test of the code that started it
   (only the harness's attribution travels; the rest of the thread's context is untouched);
+- ``asyncio``'s event loop ``create_task``: a task made with a context of its own (a fresh
+  ``contextvars.Context()``) still gets the attribution of the code that made it;
+- ``asyncio.Queue``'s put and get: an item carries the attribution of the code that put it,
+  and the task that gets it works for that test until its next get, so a long-lived worker
+  task serving a queue (Llama Stack's background responses) files each job under the test
+  that queued it, also with two xdist workers at once;
 - ``socket.socket.connect``: the seal. In replay, a connection to a provider (a host the
   configuration names, a ``record_hosts`` match, or any non-loopback host on port 80 or 443)
   that does not come from a recording layer is refused, and the test that caused it fails
@@ -36,7 +42,10 @@ one ``app`` line per served app, so the harness can tell a stack it could not at
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import errno
 import hashlib
 import importlib.abc
@@ -55,6 +64,7 @@ from harness.recording.context import (
     attributed,
     attribution_context_value,
     current_attribution,
+    set_attribution,
 )
 from harness.recording.errors import FaultKind
 from harness.recording.hosts import Route, host_key, is_loopback
@@ -254,6 +264,43 @@ class Installation:
 
         self._replace(threading.Thread, "start", thread_start)
         self._replace(concurrent.futures.ThreadPoolExecutor, "submit", executor_submit)
+        self._patch_queues()
+        self._patch_tasks()
+
+    def _patch_tasks(self) -> None:
+        loop_class = asyncio.BaseEventLoop
+        create_task = loop_class.create_task
+
+        def attributed_create_task(loop: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
+            context = kwargs.get("context")
+            attribution = attribution_context_value()
+            if context is not None and not attribution.is_shared:
+                with contextlib.suppress(RuntimeError):  # a context entered elsewhere: leave it
+                    context.run(set_attribution, attribution)  # only the harness's variable
+            return create_task(loop, coro, *args, **kwargs)
+
+        self._replace(loop_class, "create_task", attributed_create_task)
+
+    def _patch_queues(self) -> None:
+        """Queue hand-offs carry the attribution (plain FIFO asyncio.Queue and subclasses that
+        keep its order; PriorityQueue and LifoQueue have their own _put/_get and are left)."""
+        queue = asyncio.Queue
+        put, get = queue._put, queue._get  # type: ignore[attr-defined]
+
+        def _put(q: Any, item: Any) -> None:
+            handed = q.__dict__.setdefault("_harness_handed", collections.deque())
+            handed.append(attribution_context_value())
+            put(q, item)
+
+        def _get(q: Any) -> Any:
+            item = get(q)
+            handed = q.__dict__.get("_harness_handed")
+            if handed:
+                set_attribution(handed.popleft())
+            return item
+
+        self._replace(queue, "_put", _put)
+        self._replace(queue, "_get", _get)
 
     # -- the seal ---------------------------------------------------------------------------
     def _patch_socket(self) -> None:

@@ -117,6 +117,62 @@ def test_threads_keep_their_tests_apart_with_two_xdist_workers(project, fake_pro
             assert test_id.startswith("test_threads.py::"), (path, test_id)
 
 
+def many(source: str, copies: int, word: str) -> str:
+    """`copies` renamed copies of a test module's tests, each asking something of its own."""
+    return "\n".join(
+        source.replace("def test_", f"def test_{n}_").replace(word, f"{word} {n}")
+        for n in range(copies)
+    )
+
+
+def test_fresh_context_tasks_and_a_queue_worker_keep_their_tests_apart_with_two_workers(
+    project, fake_provider, monkeypatch
+):
+    tests = many(DETACHED_TESTS, 4, "off the loop").replace(
+        '"input": ["a", "b"]', '"input": [__name__ + "a", "b"]'
+    )
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_detached_tasks.py", "test_detached", tests,
+        "-n", "2",
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=12)
+    for path, test_ids in filed(project).items():
+        for test_id in test_ids:
+            assert test_id.startswith("test_detached.py::"), (path, test_id)
+
+
+WORKER_TOOL_TESTS = """
+import pytest
+
+from tests.fakes.loopback_tool import LoopbackTool
+
+
+@pytest.fixture
+def tool():
+    with LoopbackTool() as tool:
+        yield tool
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_streamed_tool(http_client, tool, n):
+    body = {"model": "llama3.2:3b", "question": f"q{n}", "tool_url": tool.url}
+    answer = http_client.post("/v1/stream-tool-chat", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["tool_answer"] == f"The tool knows: q{n}"
+"""
+
+
+def test_a_server_an_xdist_worker_runs_passes_through(project, fake_provider, monkeypatch):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_test_server.py", "test_tool",
+        WORKER_TOOL_TESTS, "-n", "2",
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=6)
+    assert set(filed(project)) == {"/v1/chat/completions"}  # the workers' servers: never
+
+
 def test_requests_urllib_and_aiohttp_inside_the_stack_record_and_replay(
     project, fake_provider, monkeypatch
 ):
