@@ -257,8 +257,13 @@ def find_llama(given: str | None) -> Path:
 def check_python(python: Path) -> None:
     """Exit naming what to install when the Python beside `llama` lacks what the runs need."""
     check = (
-        "import importlib.util, json; "
-        f"print(json.dumps([m for m in {sorted(NEEDED)!r} if importlib.util.find_spec(m) is None]))"
+        "import importlib.util, json\n"
+        "def missing(name):\n"
+        "    try:\n"
+        "        return importlib.util.find_spec(name) is None\n"
+        "    except ModuleNotFoundError:\n"
+        "        return True\n"
+        f"print(json.dumps([m for m in {sorted(NEEDED)!r} if missing(m)]))"
     )
     found = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60)
     if found.returncode != 0:
