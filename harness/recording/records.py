@@ -174,35 +174,55 @@ def dumps(data: dict[str, Any]) -> str:
 
 def parse_json(text: str, path: Path | str) -> Any:
     """Strict JSON: no NaN or Infinity, no nesting deeper than MAX_NESTING."""
-    depth = _max_depth(text)
-    if depth > MAX_NESTING:
-        raise RecordingError(
-            f"{path}: malformed recording: JSON nested {depth} levels deep "
-            f"(at most {MAX_NESTING}). {_FIX}"
-        )
 
     def constant(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        return json.loads(text, parse_constant=constant)
+        value = json.loads(text, parse_constant=constant)
+    except RecursionError:
+        value, depth = None, _max_depth_of_text(text)
     except ValueError as exc:
         raise RecordingError(
             f"{path}: malformed recording: expected JSON ({exc}). {_FIX}"
         ) from None
+    else:
+        depth = _max_depth(value)
+    if depth > MAX_NESTING:
+        raise RecordingError(
+            f"{path}: malformed recording: JSON nested {depth} levels deep "
+            f"(at most {MAX_NESTING}). {_FIX}"
+        )
+    return value
 
 
 _FIX = "Re-record it (LLAMA_STACK_TEST_INFERENCE_MODE=record) or delete the file."
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"')
 
 
-def _max_depth(text: str) -> int:
-    """How deep the arrays and objects of a JSON text nest (strings skipped), without parsing."""
-    structure = _STRING.sub("", text)
-    if structure.count("[") + structure.count("{") <= MAX_NESTING:
-        return 0  # too few containers to nest too deep: the common case, at C speed
+def _max_depth(value: Any) -> int:
+    """How deep a parsed JSON value's arrays and objects nest (iteratively, stopping early)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            items: Any = item.values()
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in items if isinstance(child, dict | list))
+    return deepest
+
+
+def _max_depth_of_text(text: str) -> int:
+    """The nesting of a text too deep for the parser (strings skipped), without parsing it."""
     depth = deepest = 0
-    for char in structure:
+    for char in _STRING.sub("", text):
         if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
@@ -363,6 +383,9 @@ def _chunk_problem(framing: Framing, data: str) -> str | None:
     """What a stored event should have been, if it is not a well-formed event of its framing."""
     if not data:
         return "a non-empty event"
+    one_data_line = data.startswith("data:") and data.count("\n") == 2 and data.endswith("\n\n")
+    if framing is Framing.SSE and one_data_line:
+        return None  # as nearly every event is: no need to look closer
     if framing is Framing.NDJSON:
         if not data.strip():
             return None  # a blank keep-alive line
