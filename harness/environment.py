@@ -7,33 +7,34 @@ unit test checks that the harness's source reads no variable missing from it.
 
 The recording layer owns the names of its settings (``harness.recording.modes``); this module
 only re-exports them.
+
+Llama Stack was renamed OGX, and its variables with it (``LLAMA_STACK_PORT`` became
+``OGX_PORT``, and so on). The pytest side reads both names of each setting, the Llama Stack
+name first (it wins when both are set), so an OGX user's shell needs no Llama Stack name and a
+Llama Stack user's sees no change. Each setting's names (`STACK_CONFIG_NAMES`, `PORT_NAMES`,
+`MODE_NAMES`, `DIR_NAMES`) are in that order.
 """
 
 from __future__ import annotations
 
-from harness.recording.modes import (
-    DIR_ENV,
-    MODE_ENV,
-    OGX_DIR_ENV,
-    OGX_MODE_ENV,
-    PACE_ENV,
-    SERVER_ENV,
-)
-from harness.stack.run_config import PORT_ENV
+from harness.recording.modes import DIR_NAMES, MODE_NAMES, PACE_ENV, SERVER_ENV
+from harness.targets import PORT_NAMES
 
 STACK_CONFIG_ENV = "LLAMA_STACK_CONFIG"  # --stack-config
+# OGX sets OGX_CONFIG itself, in its own process, to the config file it resolved; only the
+# pytest side reads it as a --stack-config value.
+OGX_CONFIG_ENV = "OGX_CONFIG"
+STACK_CONFIG_NAMES = (STACK_CONFIG_ENV, OGX_CONFIG_ENV)
 STACK_COMMAND_ENV = "LLAMA_STACK_TEST_STACK_COMMAND"  # --stack-command
 API_KEY_ENV = "LLAMA_STACK_API_KEY"  # the key the client fixtures send to the stack
 
 # What a user sets: the pytest process reads these.
 USER_VARIABLES = (
-    STACK_CONFIG_ENV,
-    PORT_ENV,
+    *STACK_CONFIG_NAMES,
+    *PORT_NAMES,
     STACK_COMMAND_ENV,
-    MODE_ENV,
-    OGX_MODE_ENV,
-    DIR_ENV,
-    OGX_DIR_ENV,
+    *MODE_NAMES,
+    *DIR_NAMES,
     PACE_ENV,
     API_KEY_ENV,
 )

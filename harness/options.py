@@ -25,11 +25,11 @@ import pytest
 
 from harness import project, setups
 from harness.environment import (
-    DIR_ENV,
-    MODE_ENV,
+    DIR_NAMES,
+    MODE_NAMES,
     PACE_ENV,
     STACK_COMMAND_ENV,
-    STACK_CONFIG_ENV,
+    STACK_CONFIG_NAMES,
 )
 from harness.flags import MODEL_KINDS, NORMALIZE_INI, EmptyValue, Sources
 from harness.project import Suite
@@ -148,13 +148,13 @@ def _project(config: pytest.Config, sources: Sources) -> tuple[Suite | None, set
 
 def _target(sources: Sources) -> tuple[StackTarget | None, TargetSource | None, str | None]:
     try:
-        raw, source = sources.get("stack_config", STACK_CONFIG_ENV)
+        raw, source = sources.get("stack_config", STACK_CONFIG_NAMES)
     except EmptyValue:
         raw, source = "", "--stack-config"
     if raw is None:
         return None, None, None
     try:
-        target = parse_stack_config(raw, env=sources.environ)
+        target = parse_stack_config(raw, env=sources.environ, source=source)
     except StackConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     return target, TargetSource.of(source), raw
@@ -163,13 +163,13 @@ def _target(sources: Sources) -> tuple[StackTarget | None, TargetSource | None, 
 def _recording(config: pytest.Config, sources: Sources) -> tuple[RecordingSettings, bool]:
     """Mode, recordings directory and pace; the directory is checked for what the mode does."""
     try:
-        raw_mode, mode_source = sources.get("inference_mode", MODE_ENV)
+        raw_mode, mode_source = sources.get("inference_mode", MODE_NAMES)
         mode = parse_mode(raw_mode, source=mode_source) if raw_mode else Mode.REPLAY
         raw_pace = sources.environ.get(PACE_ENV, "").strip()
         pace = parse_pace(raw_pace) if raw_pace else 0.0
     except RecordingError as exc:
         raise pytest.UsageError(str(exc)) from None
-    raw_dir, dir_source = sources.get("recordings_dir", DIR_ENV)
+    raw_dir, dir_source = sources.get("recordings_dir", DIR_NAMES)
     if raw_dir:
         base = config.invocation_params.dir
         if dir_source.endswith("(ini)"):

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from harness import flags, reporting
-from harness.environment import API_KEY_ENV, STACK_CONFIG_ENV
+from harness.environment import API_KEY_ENV, STACK_CONFIG_NAMES
 from harness.kinds import StackStartError
 from harness.lifecycle import StackHandle, sdk_http_library
 from harness.options import HarnessOptions, resolve
@@ -32,7 +32,7 @@ from harness.targets import StackTarget, TargetSource
 
 SKIP_MESSAGE = (
     "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
-    f"set {STACK_CONFIG_ENV}, or set stack_config in the pytest ini options"
+    f"set {' or '.join(STACK_CONFIG_NAMES)}, or set stack_config in the pytest ini options"
 )
 STACK_FIXTURE = "_harness_stack"
 
