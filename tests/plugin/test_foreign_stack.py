@@ -198,6 +198,33 @@ def test_the_stack_never_sees_llama_stacks_own_recording_variables(foreign, monk
     assert {"HARNESS_RECORDING_MODE", "HARNESS_RECORDING_DIR"} <= names
 
 
+RECORDER_VARIABLES = {
+    "LLAMA_STACK_TEST_INFERENCE_MODE": "record",
+    "LLAMA_STACK_TEST_RECORDING_DIR": "recordings",
+    "LLAMA_STACK_TEST_DEBUG": "1",
+    "OGX_TEST_INFERENCE_MODE": "",  # blank: OGX turns its recorder on for the name alone
+    "OGX_TEST_RECORDING_DIR": "recordings",
+    "OGX_TEST_DEBUG": "1",
+}
+
+
+def test_no_variable_of_either_recorder_reaches_the_stack_and_both_version_checks_are_off(
+    foreign, monkeypatch
+):
+    dump = foreign.path / "child-env.json"
+    monkeypatch.setenv("FOREIGN_ENV_DUMP", str(dump))
+    for name, value in RECORDER_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OGX_DISABLE_VERSION_CHECK", "")  # the shell's value does not matter
+
+    run(foreign, "test_foreign.py::test_chat").assert_outcomes(passed=1)
+
+    seen = json.loads(dump.read_text())
+    assert not [name for name in seen if name.startswith(("LLAMA_STACK_TEST_", "OGX_TEST_"))]
+    assert seen["LLAMA_STACK_DISABLE_VERSION_CHECK"] == seen["OGX_DISABLE_VERSION_CHECK"] == "1"
+    assert seen["HARNESS_RECORDING_MODE"] == "record"
+
+
 @pytest.mark.parametrize(
     ("isolated", "reason"),
     [
