@@ -260,6 +260,17 @@ def llama_stack_client(pytestconfig: pytest.Config, _harness_stack: StackHandle)
 
 
 @pytest.fixture(scope="session")
+def ogx_client(pytestconfig: pytest.Config, _harness_stack: StackHandle) -> Any:
+    """The official ogx-client (the client of OGX, as Llama Stack is called since its rename)
+    at the stack, through the same transport as openai_client; each request carries the
+    current test's id (skips when ogx-client is not installed)."""
+    module = pytest.importorskip("ogx_client", reason="ogx-client is not installed")
+    hooks = _session(pytestconfig).client_hooks()
+    with _harness_stack.client(sdk_http_library(module), hooks) as http:
+        yield module.OgxClient(base_url=_harness_stack.base_url, max_retries=0, http_client=http)
+
+
+@pytest.fixture(scope="session")
 def stack_config(pytestconfig: pytest.Config) -> StackTarget:
     """The parsed `--stack-config` target (skips the test when none is given)."""
     target = _options(pytestconfig).target
