@@ -139,7 +139,7 @@ class ServerKind(StackKind):
     def describe(self) -> str:
         if not self._base_url:
             return self.target.describe()
-        return f"server:{self.target.config} on port {self.port}"
+        return f"{self.target.label} on port {self.port}"
 
     @property
     def pid(self) -> int | None:

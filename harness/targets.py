@@ -31,8 +31,8 @@ FORMS = (
      "http://localhost:8321"),
     ("<distribution or run.yaml>", "library mode: the stack runs inside the pytest process",
      "starter  or  ./run.yaml"),
-    ("<api>=<provider>,...", "library mode with just those APIs and providers",
-     "inference=ollama,prompts=kv_sqlite"),
+    ("<api>=<provider>,...", "library mode with just those APIs and providers (a server when "
+     "--stack-command has {providers})", "inference=ollama,prompts=kv_sqlite"),
 )  # fmt: skip
 
 _ALMOST_URL = re.compile(r"^https?(?::/?|//)", re.IGNORECASE)  # http//x, http:/x, https:x
@@ -63,21 +63,40 @@ class TargetSource(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ServerTarget:
-    """Forms 1 and 2: a stack server process the harness starts (or reuses) on `port`."""
+    """Forms 1 and 2: a stack server process the harness starts (or reuses) on `port`.
+
+    Form 5 too, when the stack command takes `{providers}`: `config` is then the
+    `api=provider,...` list, which the command is given as it is (`providers` is True).
+    """
 
     config: str
     port: int
     # Not part of the target's identity: how strictly `port` is meant.
     port_rule: PortRule = field(default=PortRule.EXACT, compare=False)
+    providers: bool = False
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def label(self) -> str:
+        """The target without its port: `server:<config>`, or `server for <providers>`."""
+        return f"server for {self.config}" if self.providers else f"server:{self.config}"
+
     def describe(self) -> str:
         if self.port_rule is PortRule.ANY:
-            return f"server:{self.config} on a free port"
-        return f"server:{self.config} on port {self.port}"
+            return f"{self.label} on a free port"
+        return f"{self.label} on port {self.port}"
+
+    @classmethod
+    def for_providers(
+        cls, target: ProvidersTarget, env: Mapping[str, str], source: str = "--stack-config"
+    ) -> ServerTarget:
+        """Form 5 served by a `{providers}` stack command: on the port `server:<config>` takes
+        (LLAMA_STACK_PORT, else OGX_PORT, else 8321, moving to a free one when that is taken)."""
+        port = default_port(target.spec, env, source)
+        return cls(target.spec, port, port_rule=PortRule.PREFERRED, providers=True)
 
 
 @dataclass(frozen=True)

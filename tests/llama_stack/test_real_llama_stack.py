@@ -85,3 +85,58 @@ def test_the_suite_records_through_llama_stack_then_replays_with_no_provider_and
         text=True,
     )
     assert verified.returncode == 0, verified.stdout
+
+
+PROVIDERS_TESTS = [
+    "tests/integration/inference/test_chat_completions.py",
+    "tests/integration/prompts/test_prompt_to_chat.py",
+]
+
+
+def run_providers(
+    llama: str, tmp: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess:
+    """The api=provider form through `llama stack run --providers`. Llama Stack writes the run
+    config it builds from the list (provider config, key included) under ~/.llama, so HOME is
+    the test's."""
+    command = f"{shlex.quote(llama)} stack run --providers {{providers}} --port {{port}}"
+    base = {k: v for k, v in os.environ.items() if k not in ISOLATED}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *PROVIDERS_TESTS]
+        + ["--stack-config=inference=remote::openai", f"--stack-command={command}"]
+        + [f"--recordings-dir={tmp / 'recordings'}", "--text-model=openai/llama3.2:3b", *args],
+        cwd=ROOT,
+        env={
+            **base,
+            "HOME": str(tmp / "home"),
+            "SQLITE_STORE_DIR": str(tmp / f"stores-{len(list(tmp.glob('stores-*')))}"),
+            "LLAMA_STACK_PORT": str(free_port()),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_api_provider_form_runs_llama_stack_run_providers_and_replays_with_no_provider(
+    llama, tmp_path
+):
+    with FakeProvider() as fake:
+        recorded = run_providers(
+            llama,
+            tmp_path,
+            {"OPENAI_BASE_URL": f"{fake.base_url}/v1", "OPENAI_API_KEY": KEY},
+            "--inference-mode=record",
+        )
+        assert recorded.returncode == 0, recorded.stdout[-6000:] + recorded.stderr[-3000:]
+        assert fake.requests  # the stack Llama Stack built from the list called the provider
+    assert "stack-harness: server for inference=remote::openai on port" in recorded.stdout
+    files = sorted((tmp_path / "recordings").rglob("*.json"))
+    assert {p.parent.name for p in files} >= {"test_chat_completions", "test_prompt_to_chat"}
+    assert all(KEY not in p.read_text() for p in files)
+
+    replayed = run_providers(llama, tmp_path, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+
+    assert replayed.returncode == 0, replayed.stdout[-6000:] + replayed.stderr[-3000:]
+    assert " 0 missed" in replayed.stdout and " 0 recorded" in replayed.stdout

@@ -9,6 +9,7 @@ process with the bootstrap on its path, the fake provider, files on disk.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import threading
@@ -85,6 +86,31 @@ def test_records_then_replays_with_the_provider_stopped(foreign, fake_provider, 
     replayed.assert_outcomes(passed=4)
     replayed.stdout.fnmatch_lines(["*mode replay; recordings 5 used, 0 recorded, 0 missed*"])
     assert len(fake_provider.requests) == calls
+
+
+def test_a_providers_command_serves_the_api_provider_form_as_a_server_that_records(
+    foreign, fake_provider, monkeypatch
+):
+    """With `{providers}` in the stack command, `--stack-config=api=provider,...` is no longer
+    library mode with the reference stack: the command is started with the list as given, on
+    the port $OGX_PORT names, and records and replays like any server target."""
+    command = COMMAND.replace("{config}", "--providers {providers}")
+    port = free_port()
+    monkeypatch.setenv("OGX_PORT", str(port))
+    args = ("--stack-config=inference=remote::openai", f"--stack-command={command}")
+
+    recorded = foreign.runpytest_subprocess(*args, "--inference-mode=record", "test_foreign.py")
+
+    recorded.assert_outcomes(passed=4)
+    output = recorded.stdout.str()
+    assert f"started the stack server (pid {started_pid(output)}) on port {port}" in output
+    assert f"stack-harness: server for inference=remote::openai on port {port}" in output
+    log = Path(re.search(r"log: (\S+)", output).group(1)).read_text()
+    assert "serving config=None providers=inference=remote::openai" in log
+    fake_provider.stop()
+    replayed = foreign.runpytest_subprocess(*args, "test_foreign.py")
+    replayed.assert_outcomes(passed=4)
+    replayed.stdout.fnmatch_lines(["*mode replay; recordings 5 used, 0 recorded, 0 missed*"])
 
 
 def test_each_provider_request_is_filed_under_its_test_with_two_workers(foreign):

@@ -82,6 +82,23 @@ def test_a_bad_value_in_an_ogx_variable_names_that_variable(inner, monkeypatch):
     result.stderr.fnmatch_lines(["*OGX_PORT 'eighty' is not a port number*"])
 
 
+def test_a_providers_command_makes_the_api_provider_form_a_server_target(inner, monkeypatch):
+    library = show(inner, "--stack-config=inference=remote::openai")
+    assert "TARGET ProvidersTarget(spec='inference=remote::openai')" in library
+
+    monkeypatch.setenv("OGX_PORT", "8400")
+    command = "--stack-command=ogx run --providers {providers} --port {port} --insecure"
+    served = show(inner, "--stack-config=inference=remote::openai", command)
+    assert (
+        "TARGET ServerTarget(config='inference=remote::openai', port=8400, "
+        "port_rule=<PortRule.PREFERRED: 'preferred'>, providers=True)"
+    ) in served
+
+    result = inner.runpytest_inprocess("--stack-config=server:run.yaml", command)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--stack-config='server:run.yaml' names a config*{providers}*"])
+
+
 def test_an_empty_stack_config_flag_is_a_usage_error_not_the_ini_value(inner):
     inner.makeini("[pytest]\nstack_config = http://from-ini:1\n")
 
