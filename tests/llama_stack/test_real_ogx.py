@@ -51,15 +51,6 @@ LAYOUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def ogx() -> str:
-    binary = os.environ.get("HARNESS_OGX_BIN", "").strip()
-    if not binary:
-        pytest.skip("no real OGX: set HARNESS_OGX_BIN to its `ogx` executable")
-    assert Path(binary).is_file(), f"HARNESS_OGX_BIN={binary} does not exist"
-    return binary
-
-
 def clean_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
