@@ -2,7 +2,8 @@
 
 Declared once, here: `pytest --help` lists them under "stack-harness", every flag is also an
 ini key, and :class:`Sources` looks each value up as flag > environment variable > ini, saying
-where it came from so that an error can name what the user typed.
+where it came from so that an error can name what the user typed. A setting may have more than
+one variable (Llama Stack's name and OGX's); the first one set wins.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import pytest
 
 from harness import setups
 from harness.environment import (
-    DIR_ENV,
-    MODE_ENV,
+    DIR_NAMES,
+    MODE_NAMES,
     STACK_COMMAND_ENV,
-    STACK_CONFIG_ENV,
+    STACK_CONFIG_NAMES,
 )
 from harness.stack_command import DEFAULT_STACK_COMMAND
 
 _FLAGS = {"stack_setup": "--setup"}
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """`$A or $B`, for a help text."""
+    return " or ".join(f"${name}" for name in names)
 
 
 @dataclass(frozen=True)
@@ -39,19 +45,19 @@ OPTIONS = (
     _Option(
         "--stack-config",
         "stack_config",
-        f"the stack to test (also ${STACK_CONFIG_ENV}); one of: server:<config>[:<port>] "
+        f"the stack to test (also {_either(STACK_CONFIG_NAMES)}); one of: server:<config>[:<port>] "
         "(port 0: a free one), a URL, a distribution name or run.yaml (library mode), "
         "api=provider,...",
     ),
     _Option(
         "--inference-mode",
         "inference_mode",
-        f"replay (default), record, live or record-if-missing (also ${MODE_ENV})",
+        f"replay (default), record, live or record-if-missing (also {_either(MODE_NAMES)})",
     ),
     _Option(
         "--recordings-dir",
         "recordings_dir",
-        f"recordings directory (also ${DIR_ENV}; default <rootdir>/recordings)",
+        f"recordings directory (also {_either(DIR_NAMES)}; default <rootdir>/recordings)",
     ),
     _Option(
         "--env",
@@ -188,9 +194,11 @@ class Sources:
     def flag_name(name: str) -> str:
         return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
-    def get(self, name: str, env: str | None = None) -> tuple[Any, str]:
+    def get(self, name: str, env: str | tuple[str, ...] = ()) -> tuple[Any, str]:
         """The value of option `name` and where it came from ("" when unset).
 
+        `env` is the variable, or the variables in order of precedence, that may carry it; a
+        blank one counts as unset, and the source returned is the variable that was used.
         A flag given with an empty value is a mistake, not a request for the next source.
         """
         flag = self.config.getoption(name)
@@ -199,8 +207,9 @@ class Sources:
             raise EmptyValue(flag_name)
         if flag is not None:
             return flag, flag_name
-        if env and self.environ.get(env, "").strip():
-            return self.environ[env].strip(), env
+        for variable in (env,) if isinstance(env, str) else env:
+            if self.environ.get(variable, "").strip():
+                return self.environ[variable].strip(), variable
         ini = self.config.getini(name)
         if ini not in (None, "", []):
             return ini, f"{name} (ini)"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.environment import SERVER_VARIABLES
+from harness.environment import SERVER_VARIABLES, VERSION_CHECK_VARIABLES
 from harness.kinds import Gone, StackKind, StackStartError
 from harness.options import HarnessOptions, load_run_config_for
 from harness.processes import ProcessId
@@ -53,14 +53,16 @@ class WorkerServer:
 
 def stack_environment(options: HarnessOptions, recording: RecordingSettings) -> dict[str, str]:
     """What a started stack sees: the stack env and our settings; not one variable of Llama
-    Stack's or OGX's own recorders (the name alone turns OGX's on), nor whatever values of
-    ours the calling shell happened to hold."""
+    Stack's or OGX's own recorders (deleted, not blanked: the name alone turns OGX's on), nor
+    whatever values of ours the calling shell happened to hold. Both stacks' client version
+    checks are off: a test's client is seldom of the stack's own major.minor release."""
     env = {
         k: v
         for k, v in options.stack_env.items()
         if not is_recorder_variable(k) and k not in SERVER_VARIABLES
     }
-    return {**env, **recording.to_env(), "PYTHONUNBUFFERED": "1"}
+    checks_off = dict.fromkeys(VERSION_CHECK_VARIABLES, "1")
+    return {**env, **checks_off, **recording.to_env(), "PYTHONUNBUFFERED": "1"}
 
 
 def server_recording(
@@ -137,7 +139,7 @@ class ServerKind(StackKind):
     def describe(self) -> str:
         if not self._base_url:
             return self.target.describe()
-        return f"server:{self.target.config} on port {self.port}"
+        return f"{self.target.label} on port {self.port}"
 
     @property
     def pid(self) -> int | None:

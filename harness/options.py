@@ -25,11 +25,11 @@ import pytest
 
 from harness import project, setups
 from harness.environment import (
-    DIR_ENV,
-    MODE_ENV,
+    DIR_NAMES,
+    MODE_NAMES,
     PACE_ENV,
     STACK_COMMAND_ENV,
-    STACK_CONFIG_ENV,
+    STACK_CONFIG_NAMES,
 )
 from harness.flags import MODEL_KINDS, NORMALIZE_INI, EmptyValue, Sources
 from harness.project import Suite
@@ -89,6 +89,7 @@ def _resolve(config: pytest.Config, sources: Sources) -> HarnessOptions:
     target, target_source, raw_target = _target(sources)
     recording, dir_given = _recording(config, sources)
     command, command_given = _stack_command(sources, setup)
+    target = _served_by(target, command, sources, raw_target)
     explicit_env = _explicit_env(sources)
     recording = _recording_rules(config, sources, recording, setup, explicit_env)
     models = {kind: _models(sources, kind, setup) for kind in MODEL_KINDS}
@@ -148,13 +149,13 @@ def _project(config: pytest.Config, sources: Sources) -> tuple[Suite | None, set
 
 def _target(sources: Sources) -> tuple[StackTarget | None, TargetSource | None, str | None]:
     try:
-        raw, source = sources.get("stack_config", STACK_CONFIG_ENV)
+        raw, source = sources.get("stack_config", STACK_CONFIG_NAMES)
     except EmptyValue:
         raw, source = "", "--stack-config"
     if raw is None:
         return None, None, None
     try:
-        target = parse_stack_config(raw, env=sources.environ)
+        target = parse_stack_config(raw, env=sources.environ, source=source)
     except StackConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     return target, TargetSource.of(source), raw
@@ -163,13 +164,13 @@ def _target(sources: Sources) -> tuple[StackTarget | None, TargetSource | None, 
 def _recording(config: pytest.Config, sources: Sources) -> tuple[RecordingSettings, bool]:
     """Mode, recordings directory and pace; the directory is checked for what the mode does."""
     try:
-        raw_mode, mode_source = sources.get("inference_mode", MODE_ENV)
+        raw_mode, mode_source = sources.get("inference_mode", MODE_NAMES)
         mode = parse_mode(raw_mode, source=mode_source) if raw_mode else Mode.REPLAY
         raw_pace = sources.environ.get(PACE_ENV, "").strip()
         pace = parse_pace(raw_pace) if raw_pace else 0.0
     except RecordingError as exc:
         raise pytest.UsageError(str(exc)) from None
-    raw_dir, dir_source = sources.get("recordings_dir", DIR_ENV)
+    raw_dir, dir_source = sources.get("recordings_dir", DIR_NAMES)
     if raw_dir:
         base = config.invocation_params.dir
         if dir_source.endswith("(ini)"):
@@ -207,6 +208,29 @@ def _stack_command(sources: Sources, setup: setups.Setup) -> tuple[StackCommand,
     template = raw or setup.stack_command or DEFAULT_STACK_COMMAND
     where = source or (f"setup {setup.name}" if setup.stack_command else "the default")
     return StackCommand.parse(template, where), bool(raw)
+
+
+def _served_by(
+    target: StackTarget | None, command: StackCommand, sources: Sources, raw: str | None
+) -> StackTarget | None:
+    """The target as the stack command serves it. A `{providers}` command makes the
+    `api=provider,...` form a server it starts (else that form is library mode with the
+    reference stack), and has no config to start a `server:<config>` target with."""
+    if not command.serves_providers:
+        return target
+    source = sources.get("stack_config", STACK_CONFIG_NAMES)[1]
+    if isinstance(target, ProvidersTarget):
+        try:
+            return ServerTarget.for_providers(target, sources.environ, source)
+        except StackConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    if isinstance(target, ServerTarget):
+        raise pytest.UsageError(
+            f"{source}={raw!r} names a config, but --stack-command {command.template!r} takes "
+            "{providers}, the list of the api=provider,... form: give the form (e.g. "
+            "--stack-config=inference=remote::openai) or a command with {config}"
+        )
+    return target
 
 
 def _explicit_env(sources: Sources) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from harness import flags, reporting
-from harness.environment import API_KEY_ENV, STACK_CONFIG_ENV
+from harness.environment import API_KEY_ENV, STACK_CONFIG_NAMES
 from harness.kinds import StackStartError
 from harness.lifecycle import StackHandle, sdk_http_library
 from harness.options import HarnessOptions, resolve
@@ -32,7 +32,7 @@ from harness.targets import StackTarget, TargetSource
 
 SKIP_MESSAGE = (
     "no stack to test against: pass --stack-config (e.g. --stack-config=server:starter), "
-    f"set {STACK_CONFIG_ENV}, or set stack_config in the pytest ini options"
+    f"set {' or '.join(STACK_CONFIG_NAMES)}, or set stack_config in the pytest ini options"
 )
 STACK_FIXTURE = "_harness_stack"
 
@@ -257,6 +257,17 @@ def llama_stack_client(pytestconfig: pytest.Config, _harness_stack: StackHandle)
         yield module.LlamaStackClient(
             base_url=_harness_stack.base_url, max_retries=0, http_client=http
         )
+
+
+@pytest.fixture(scope="session")
+def ogx_client(pytestconfig: pytest.Config, _harness_stack: StackHandle) -> Any:
+    """The official ogx-client (the client of OGX, as Llama Stack is called since its rename)
+    at the stack, through the same transport as openai_client; each request carries the
+    current test's id (skips when ogx-client is not installed)."""
+    module = pytest.importorskip("ogx_client", reason="ogx-client is not installed")
+    hooks = _session(pytestconfig).client_hooks()
+    with _harness_stack.client(sdk_http_library(module), hooks) as http:
+        yield module.OgxClient(base_url=_harness_stack.base_url, max_retries=0, http_client=http)
 
 
 @pytest.fixture(scope="session")

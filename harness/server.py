@@ -41,6 +41,7 @@ from harness import serverstate
 from harness.health import (
     LOG_TAIL_LINES,
     ProbeState,
+    log_exit_cause,
     log_tail,
     probe,
     stopped_message,
@@ -395,8 +396,13 @@ def _wait_healthy(
     while True:
         code = process.poll()
         if code is not None:
+            # The headline names the cause, as the log says it (a missing module, TLS
+            # required): the first line is all that a test failing for it shows.
+            cause = log_exit_cause(log_path)
             raise StackServerError(
-                f"the stack server {describe_exit(code)} before it was healthy.\n"
+                f"the stack server {describe_exit(code)} before it was healthy"
+                + (f": {cause}" if cause else ".")
+                + "\n"
                 f"command: {' '.join(command)}\n"
                 f"last {LOG_TAIL_LINES} lines of {log_path}:\n{log_tail(log_path)}"
             )

@@ -16,7 +16,7 @@ useful, and it passes a stream on event by event as the provider sends it.
 `<config>` is accepted and ignored (a stack command template passes one). The provider is
 `FOREIGN_PROVIDER_URL` (an OpenAI-wire root, e.g. the fake provider's); its key
 `FOREIGN_API_KEY` is required, as real providers' keys are. `FOREIGN_ENV_DUMP` names a file
-to which the process writes the names of its environment variables at start-up.
+to which the process writes its environment (a JSON object, name -> value) at start-up.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     dump = os.environ.get("FOREIGN_ENV_DUMP")
     if dump:
         with open(dump, "w") as handle:
-            json.dump(sorted(os.environ), handle)
+            json.dump(dict(sorted(os.environ.items())), handle)
     root = os.environ["FOREIGN_PROVIDER_URL"].rstrip("/")
     key = os.environ.get("FOREIGN_API_KEY")
     if not key:

@@ -1,4 +1,5 @@
-"""The seed's prompts-store test through a real OGX server, on both of its run-config layouts.
+"""The seed's prompts-store test through a real OGX server, on both of its run-config layouts,
+and an OGX that refuses to start, named by its reason.
 
 OGX keeps prompts in a SQL table and migrates a KV prompts reference when its config loads, so
 the same run config puts the rows in another file than Llama Stack does; `stored_prompts`
@@ -50,26 +51,21 @@ LAYOUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def ogx() -> str:
-    binary = os.environ.get("HARNESS_OGX_BIN", "").strip()
-    if not binary:
-        pytest.skip("no real OGX: set HARNESS_OGX_BIN to its `ogx` executable")
-    assert Path(binary).is_file(), f"HARNESS_OGX_BIN={binary} does not exist"
-    return binary
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLAMA_STACK_", "OGX_")) and k != "OPENAI_API_KEY"
+    }
+    env.update(SQLITE_STORE_DIR=str(tmp_path / "stores"), OGX_DISABLE_VERSION_CHECK="1")
+    return env
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_the_seed_plan_finds_the_prompt_rows_where_ogx_wrote_them(ogx, tmp_path, layout):
     config = tmp_path / "run.yaml"
     config.write_text(CONFIG + LAYOUTS[layout])
-    stores = tmp_path / "stores"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LLAMA_STACK_", "OGX_")) and k != "OPENAI_API_KEY"
-    }
-    env.update(SQLITE_STORE_DIR=str(stores), OGX_DISABLE_VERSION_CHECK="1")
+    env = clean_env(tmp_path)
 
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", SEED_TEST]
@@ -87,3 +83,27 @@ def test_the_seed_plan_finds_the_prompt_rows_where_ogx_wrote_them(ogx, tmp_path,
     log = Path(re.search(r"log: (\S+)", result.stdout).group(1)).read_text()
     migrated = "Migrating prompts store config from KVStoreReference to" in log
     assert migrated is (layout == "seed-kv")
+
+
+def test_an_ogx_that_requires_tls_is_named_by_that_in_the_headline(ogx, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.replace("server: {insecure: true}\n", "") + LAYOUTS["ogx-sql"])
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", SEED_TEST]
+        + [f"--stack-config=server:{config}:{free_port()}", "--inference-mode=live"]
+        + [f"--stack-command={shlex.quote(ogx)} run {{config}} --port {{port}}"],
+        cwd=ROOT,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode != 0
+    headline = next(line for line in result.stdout.splitlines() if "stack-harness: " in line)
+    assert headline.endswith(
+        "stack-harness: the stack server exited with code 1 before it was healthy: TLS required: "
+        "set tls_certfile/tls_keyfile in server config or pass '--insecure' to disable."
+    ), result.stdout
+    assert "last 40 lines of" in result.stdout

@@ -9,6 +9,7 @@ process with the bootstrap on its path, the fake provider, files on disk.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import threading
@@ -85,6 +86,31 @@ def test_records_then_replays_with_the_provider_stopped(foreign, fake_provider, 
     replayed.assert_outcomes(passed=4)
     replayed.stdout.fnmatch_lines(["*mode replay; recordings 5 used, 0 recorded, 0 missed*"])
     assert len(fake_provider.requests) == calls
+
+
+def test_a_providers_command_serves_the_api_provider_form_as_a_server_that_records(
+    foreign, fake_provider, monkeypatch
+):
+    """With `{providers}` in the stack command, `--stack-config=api=provider,...` is no longer
+    library mode with the reference stack: the command is started with the list as given, on
+    the port $OGX_PORT names, and records and replays like any server target."""
+    command = COMMAND.replace("{config}", "--providers {providers}")
+    port = free_port()
+    monkeypatch.setenv("OGX_PORT", str(port))
+    args = ("--stack-config=inference=remote::openai", f"--stack-command={command}")
+
+    recorded = foreign.runpytest_subprocess(*args, "--inference-mode=record", "test_foreign.py")
+
+    recorded.assert_outcomes(passed=4)
+    output = recorded.stdout.str()
+    assert f"started the stack server (pid {started_pid(output)}) on port {port}" in output
+    assert f"stack-harness: server for inference=remote::openai on port {port}" in output
+    log = Path(re.search(r"log: (\S+)", output).group(1)).read_text()
+    assert "serving config=None providers=inference=remote::openai" in log
+    fake_provider.stop()
+    replayed = foreign.runpytest_subprocess(*args, "test_foreign.py")
+    replayed.assert_outcomes(passed=4)
+    replayed.stdout.fnmatch_lines(["*mode replay; recordings 5 used, 0 recorded, 0 missed*"])
 
 
 def test_each_provider_request_is_filed_under_its_test_with_two_workers(foreign):
@@ -196,6 +222,33 @@ def test_the_stack_never_sees_llama_stacks_own_recording_variables(foreign, monk
     assert "LLAMA_STACK_TEST_INFERENCE_MODE" not in names
     assert "LLAMA_STACK_TEST_RECORDING_DIR" not in names
     assert {"HARNESS_RECORDING_MODE", "HARNESS_RECORDING_DIR"} <= names
+
+
+RECORDER_VARIABLES = {
+    "LLAMA_STACK_TEST_INFERENCE_MODE": "record",
+    "LLAMA_STACK_TEST_RECORDING_DIR": "recordings",
+    "LLAMA_STACK_TEST_DEBUG": "1",
+    "OGX_TEST_INFERENCE_MODE": "",  # blank: OGX turns its recorder on for the name alone
+    "OGX_TEST_RECORDING_DIR": "recordings",
+    "OGX_TEST_DEBUG": "1",
+}
+
+
+def test_no_variable_of_either_recorder_reaches_the_stack_and_both_version_checks_are_off(
+    foreign, monkeypatch
+):
+    dump = foreign.path / "child-env.json"
+    monkeypatch.setenv("FOREIGN_ENV_DUMP", str(dump))
+    for name, value in RECORDER_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OGX_DISABLE_VERSION_CHECK", "")  # the shell's value does not matter
+
+    run(foreign, "test_foreign.py::test_chat").assert_outcomes(passed=1)
+
+    seen = json.loads(dump.read_text())
+    assert not [name for name in seen if name.startswith(("LLAMA_STACK_TEST_", "OGX_TEST_"))]
+    assert seen["LLAMA_STACK_DISABLE_VERSION_CHECK"] == seen["OGX_DISABLE_VERSION_CHECK"] == "1"
+    assert seen["HARNESS_RECORDING_MODE"] == "record"
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,58 @@ def test_stack_config_flag_beats_environment_beats_ini(inner, monkeypatch):
     )
 
 
+def test_ogx_names_set_the_mode_and_the_target_and_llama_stacks_win_when_both_are_set(
+    inner, monkeypatch
+):
+    monkeypatch.setenv("OGX_TEST_INFERENCE_MODE", "record")
+    monkeypatch.setenv("OGX_CONFIG", "http://from-ogx:1")
+    output = show(inner)
+    assert "MODE record\n" in output
+    assert "TARGET UrlTarget(url='http://from-ogx:1')" in output
+
+    monkeypatch.setenv("LLAMA_STACK_TEST_INFERENCE_MODE", "live")
+    monkeypatch.setenv("LLAMA_STACK_CONFIG", "http://from-llama-stack:1")
+    output = show(inner)
+    assert "MODE live" in output
+    assert "TARGET UrlTarget(url='http://from-llama-stack:1')" in output
+
+
+def test_a_bad_value_in_an_ogx_variable_names_that_variable(inner, monkeypatch):
+    monkeypatch.setenv("OGX_TEST_INFERENCE_MODE", "replay-ish")
+    result = inner.runpytest_inprocess("--stack-config=http://h:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*OGX_TEST_INFERENCE_MODE='replay-ish' is not a valid*"])
+
+    monkeypatch.delenv("OGX_TEST_INFERENCE_MODE")
+    monkeypatch.setenv("OGX_CONFIG", "server:")
+    result = inner.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*OGX_CONFIG='server:' is not valid: the config after*"])
+
+    monkeypatch.setenv("OGX_CONFIG", "server:starter")
+    monkeypatch.setenv("OGX_PORT", "eighty")
+    result = inner.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*OGX_PORT 'eighty' is not a port number*"])
+
+
+def test_a_providers_command_makes_the_api_provider_form_a_server_target(inner, monkeypatch):
+    library = show(inner, "--stack-config=inference=remote::openai")
+    assert "TARGET ProvidersTarget(spec='inference=remote::openai')" in library
+
+    monkeypatch.setenv("OGX_PORT", "8400")
+    command = "--stack-command=ogx run --providers {providers} --port {port} --insecure"
+    served = show(inner, "--stack-config=inference=remote::openai", command)
+    assert (
+        "TARGET ServerTarget(config='inference=remote::openai', port=8400, "
+        "port_rule=<PortRule.PREFERRED: 'preferred'>, providers=True)"
+    ) in served
+
+    result = inner.runpytest_inprocess("--stack-config=server:run.yaml", command)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--stack-config='server:run.yaml' names a config*{providers}*"])
+
+
 def test_an_empty_stack_config_flag_is_a_usage_error_not_the_ini_value(inner):
     inner.makeini("[pytest]\nstack_config = http://from-ini:1\n")
 
@@ -158,6 +210,8 @@ def test_recordings_dir_flag_beats_environment_beats_ini_beats_rootdir(inner, mo
     assert recordings_dir() == str(inner.path / "recordings")
     inner.makeini("[pytest]\nrecordings_dir = from-ini\n")
     assert recordings_dir() == str(inner.path / "from-ini")
+    monkeypatch.setenv("OGX_TEST_RECORDING_DIR", str(inner.path / "from-ogx"))
+    assert recordings_dir() == str(inner.path / "from-ogx")
     monkeypatch.setenv("LLAMA_STACK_TEST_RECORDING_DIR", str(inner.path / "from-env"))
     assert recordings_dir() == str(inner.path / "from-env")
     assert recordings_dir("--recordings-dir=from-flag") == str(inner.path / "from-flag")

@@ -6,7 +6,9 @@ import json
 import os
 import re
 import signal
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from harness import processes, server, serverstate
 from harness.processes import descendants
 from tests.support.processes import free_port, inner_pytest, interrupt, started_pid, wait_gone
 from tests.support.projects import dedent, recordings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SLOW_TEST = """
 import pathlib, time
@@ -88,6 +92,27 @@ def test_server_crashing_at_start_reports_exit_code_and_log_tail(project, monkey
     assert "last 40 lines of" in output
     assert "stack-server-" in output
     result.assert_outcomes()
+
+
+def test_a_stack_whose_python_lacks_a_module_is_named_by_it_in_each_tests_error(project):
+    # The foreign-stack fake run by a Python that sees no site-packages (-S): its first import
+    # of a third-party module (httpx) fails, as a stack's does in a virtualenv that lacks one.
+    foreign = ROOT / "tests" / "fakes" / "foreign_stack.py"
+    command = f"{sys.executable} -I -S {foreign} {{config}} --port {{port}}"
+    project.makeini(f"[pytest]\nstack_config = server:x:{free_port()}\nstack_command = {command}\n")
+    project.makepyfile(test_h="def test_h(http_client):\n    pass\n")
+
+    result = project.runpytest_subprocess("--inference-mode=live", "test_h.py")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stack-harness: the stack did not start: the stack server exited with code 1 before "
+            "it was healthy: ModuleNotFoundError: No module named 'httpx'",
+        ]
+    )
+    output = result.stdout.str()
+    assert "last 40 lines of" in output and "Traceback (most recent call last):" in output
 
 
 def test_failing_session_stops_the_server_it_started(project):

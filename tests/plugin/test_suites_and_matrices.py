@@ -1,5 +1,6 @@
-"""Model matrices, suites, project setups, --misses-file and the llama_stack_client fixture,
-through real pytest sessions (and, for the project's own suite, its committed recordings)."""
+"""Model matrices, suites, project setups, --misses-file, the llama_stack_client and ogx_client
+fixtures, through real pytest sessions (and, for the project's own suite, its committed
+recordings)."""
 
 from __future__ import annotations
 
@@ -227,6 +228,54 @@ def test_models(llama_stack_client, text_model_id):
         f"--stack-config={stub.url}", "--inference-mode=live", "test_client.py"
     ).assert_outcomes(passed=1)
     assert seen[0]["x-harness-test-id"] == "test_client.py::test_models[txt=ollama/llama3.2:3b]"
+
+
+OGX_CLIENT_TESTS = """
+def test_prompts(ogx_client):
+    created = ogx_client.prompts.create(prompt="Hi {{ name }}", variables=["name"])
+    assert ogx_client.prompts.retrieve(created.prompt_id).prompt == "Hi {{ name }}"
+
+
+def test_models(ogx_client, text_model_id):
+    assert text_model_id in [m.id for m in ogx_client.models.list().data]
+"""
+
+
+def test_ogx_client_reaches_the_stack_in_library_and_server_mode_with_the_test_id(
+    project, stub_server
+):
+    import ogx_client  # noqa: F401 - a test dependency: its absence must fail here
+
+    project.makepyfile(test_client=OGX_CLIENT_TESTS)
+    for config, run in (
+        ("run.yaml", project.runpytest_inprocess),
+        (f"server:run.yaml:{free_port()}", project.runpytest_subprocess),
+    ):
+        result = run(f"--stack-config={config}", "--inference-mode=record", "test_client.py")
+        result.assert_outcomes(passed=2)
+
+    seen = []
+    stub = stub_server(
+        lambda request, reply: (
+            seen.append(request.headers)
+            or reply.json(200, {"data": [{"id": "ollama/llama3.2:3b", "object": "model"}]})
+        )
+    )
+    project.runpytest_inprocess(
+        f"--stack-config={stub.url}", "--inference-mode=live", "test_client.py::test_models"
+    ).assert_outcomes(passed=1)
+    assert seen[0]["x-harness-test-id"] == "test_client.py::test_models[txt=ollama/llama3.2:3b]"
+
+
+def test_ogx_client_skips_naming_the_package_when_it_is_not_installed(project, stub_server):
+    stub = stub_server(lambda request, reply: reply.json(200, {}))
+    project.makeconftest("import sys\n\nsys.modules['ogx_client'] = None  # not importable\n")
+    project.makepyfile(test_client="def test_c(ogx_client):\n    pass\n")
+
+    result = project.runpytest_subprocess(f"--stack-config={stub.url}", "-rs", "test_client.py")
+
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*ogx-client is not installed*"])
 
 
 def test_the_projects_suite_replays_a_two_model_matrix_with_no_provider(tmp_path):

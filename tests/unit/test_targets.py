@@ -20,6 +20,17 @@ def test_server_form_uses_llama_stack_port_when_set():
     )
 
 
+def test_server_form_uses_ogx_port_when_llama_stack_port_is_unset():
+    assert parse_stack_config("server:starter", env={"OGX_PORT": "9001"}).port == 9001
+    blank = {"LLAMA_STACK_PORT": " ", "OGX_PORT": "9001"}  # a blank variable is an unset one
+    assert parse_stack_config("server:starter", env=blank).port == 9001
+
+
+def test_llama_stack_port_wins_over_ogx_port():
+    env = {"LLAMA_STACK_PORT": "9000", "OGX_PORT": "9001"}
+    assert parse_stack_config("server:starter", env=env).port == 9000
+
+
 def test_server_form_defaults_to_port_8321():
     assert parse_stack_config("server:starter", env={}) == ServerTarget("starter", 8321)
 
@@ -96,6 +107,16 @@ def test_malformed_value_names_the_reason_and_lists_the_five_forms(value, reason
 def test_bad_llama_stack_port_is_named():
     with pytest.raises(StackConfigError, match="LLAMA_STACK_PORT 'abc' is not a port number"):
         parse_stack_config("server:starter", env={"LLAMA_STACK_PORT": "abc"})
+
+
+def test_bad_ogx_port_is_named():
+    with pytest.raises(StackConfigError, match="OGX_PORT 'abc' is not a port number"):
+        parse_stack_config("server:starter", env={"OGX_PORT": "abc"})
+
+
+def test_a_malformed_value_names_the_variable_it_came_from():
+    with pytest.raises(StackConfigError, match=r"^OGX_CONFIG='server:' is not valid: the config"):
+        parse_stack_config("server:", env={}, source="OGX_CONFIG")
 
 
 def test_server_form_with_a_non_numeric_port_names_the_port():

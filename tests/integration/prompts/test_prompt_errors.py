@@ -1,4 +1,5 @@
-"""Every error rule of the Prompts API, with Llama Stack's status codes and messages."""
+"""Every error rule of the Prompts API, with the status codes and messages of the stack that
+runs: Llama Stack's, or OGX's where they differ (`PROMPT_WIRE` in tests/integration/wire.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from tests.integration.wire import (
     error_message,
+    prompt_wire,
     set_default_version,
     update_prompt,
     validation_errors,
@@ -52,10 +54,10 @@ def test_update_of_a_stale_version_names_the_latest(http_client, prompt_id):
     response = update_prompt(http_client, prompt_id, prompt="v3", version=1)
 
     assert response.status_code == 400
-    assert error_message(response) == (
-        f"'1' is not the latest prompt version for prompt_id='{prompt_id}'. "
-        "Use the latest version '2' in request."
+    expected = prompt_wire(http_client).text(
+        "stale_version", prompt_id=prompt_id, version=1, latest=2
     )
+    assert error_message(response) == expected
 
 
 def test_update_needs_a_version(http_client, prompt_id):
@@ -69,21 +71,25 @@ def test_version_zero_is_rejected(http_client, prompt_id):
     response = update_prompt(http_client, prompt_id, prompt="x", version=0)
 
     assert response.status_code == 400
-    assert error_message(response) == "Version must be >= 1"
+    assert error_message(response) == prompt_wire(http_client).text("version_below_one", version=0)
 
 
-def test_unknown_version_is_400_not_found(http_client, prompt_id):
+def test_unknown_version_is_not_found(http_client, prompt_id):
+    wire = prompt_wire(http_client)
+
     response = http_client.get(f"/v1/prompts/{prompt_id}", params={"version": 9})
 
-    assert response.status_code == 400
-    assert error_message(response) == f"Prompt {prompt_id}:9 not found"
+    assert response.status_code == wire.not_found
+    assert error_message(response) == wire.text("unknown_version", prompt_id=prompt_id, version=9)
 
 
-def test_unknown_prompt_is_400_not_found(http_client):
+def test_unknown_prompt_is_not_found(http_client):
+    wire = prompt_wire(http_client)
+
     response = http_client.get("/v1/prompts/pmpt_doesnotexist")
 
-    assert response.status_code == 400
-    assert error_message(response) == "Prompt pmpt_doesnotexist:default not found"
+    assert response.status_code == wire.not_found
+    assert error_message(response) == wire.text("unknown_prompt", prompt_id="pmpt_doesnotexist")
 
 
 def test_non_integer_version_query_is_a_validation_error(http_client, prompt_id):
@@ -94,14 +100,19 @@ def test_non_integer_version_query_is_a_validation_error(http_client, prompt_id)
 
 
 def test_set_default_to_a_missing_version_is_rejected(http_client, prompt_id):
+    wire = prompt_wire(http_client)
+
     response = set_default_version(http_client, prompt_id, 7)
 
-    assert response.status_code == 400
-    assert error_message(response) == f"Prompt {prompt_id} version 7 not found"
+    assert response.status_code == wire.not_found
+    expected = wire.text("missing_default_version", prompt_id=prompt_id, version=7)
+    assert error_message(response) == expected
 
 
 def test_delete_of_an_unknown_prompt_is_rejected(http_client):
+    wire = prompt_wire(http_client)
+
     response = http_client.delete("/v1/prompts/pmpt_doesnotexist")
 
-    assert response.status_code == 400
-    assert "pmpt_doesnotexist:default not found" in error_message(response)
+    assert response.status_code == wire.not_found
+    assert error_message(response) == wire.text("unknown_prompt", prompt_id="pmpt_doesnotexist")

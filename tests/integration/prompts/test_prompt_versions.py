@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.wire import deleted, set_default_version, update_prompt
+from tests.integration.wire import deleted, prompt_wire, set_default_version, update_prompt
 
 
 @pytest.fixture
@@ -79,5 +79,5 @@ def test_delete_removes_every_version(http_client, prompt):
 
     assert deleted(response), (response.status_code, response.content)
     missing = http_client.get(f"/v1/prompts/{pid}", params={"version": 2})
-    assert missing.status_code == 400
+    assert missing.status_code == prompt_wire(http_client).not_found
     assert pid not in {p["prompt_id"] for p in http_client.get("/v1/prompts").json()["data"]}

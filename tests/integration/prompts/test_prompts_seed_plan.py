@@ -11,6 +11,7 @@ import re
 import sqlite3
 
 from harness.stack.run_config import PromptsLocation
+from tests.integration.wire import prompt_wire
 
 SEED_PROMPT = (
     "Hello {{name}}! You are working at {{company}}. Your role is {{role}} at {{company}}. "
@@ -41,7 +42,11 @@ def test_get_returns_what_was_created(http_client):
     fetched = http_client.get(f"/v1/prompts/{created['prompt_id']}")
 
     assert fetched.status_code == 200
-    assert fetched.json() == created
+    # OGX reads the only version back as the default one; Llama Stack as it was created.
+    assert fetched.json() == {
+        **created,
+        "is_default": prompt_wire(http_client).read_back_is_default,
+    }
 
 
 def test_prompt_rows_sit_in_the_prompts_store(http_client, stored_prompts):
