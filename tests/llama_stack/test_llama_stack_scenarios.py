@@ -183,6 +183,7 @@ def _run(llama: str, tmp: Path, mode: str, env: dict[str, str], tiktoken: Path) 
             "SQLITE_STORE_DIR": str(out / "stores"),  # a fresh stack: new file and store ids
             "TIKTOKEN_CACHE_DIR": str(tiktoken),
             "LLAMA_STACK_DISABLE_VERSION_CHECK": "1",
+            "LLAMA_STACK_LOG_FORMAT": "json",  # see test_real_llama_stack.py
             **env,
         },
         capture_output=True,

@@ -66,7 +66,9 @@ class Flavour:
         flags = [f"--stack-config=server:{self.config}:{port}", f"--recordings-dir={recordings}"]
         if mode != "replay":
             flags.append(f"--inference-mode={mode}")
-        return {"LLAMA_STACK_DISABLE_VERSION_CHECK": "1"}, flags
+        # JSON logs: with its rich console, Llama Stack spends seconds rendering the traceback
+        # of every error it answers, and the suite's error tests would starve the store writes.
+        return {"LLAMA_STACK_DISABLE_VERSION_CHECK": "1", "LLAMA_STACK_LOG_FORMAT": "json"}, flags
 
 
 LLAMA_STACK = Flavour("llama-stack", "stack run {config} --port {port}", CONFIG)

