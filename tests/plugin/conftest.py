@@ -17,6 +17,8 @@ is its own business, and `test_inprocess_sessions` checks that none of it outliv
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
@@ -25,11 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpcore  # noqa: F401 - see the module docstring: imported before any snapshot
-import httpcore2  # noqa: F401 - httpx imports them lazily, and keeps their errors once mapped
-import httpx2  # noqa: F401
 import openai  # noqa: F401
 import pytest
-import requests  # noqa: F401
 import vcr  # noqa: F401
 
 import harness.client_patch  # noqa: F401
@@ -41,6 +40,13 @@ from harness import server
 from harness.processes import stop_process_group
 from tests.fakes.provider import FakeProvider
 from tests.support.projects import CHAT_TESTS, HARNESS_ENV, RUN_YAML
+
+# The test extra's clients, where installed: httpx imports httpcore lazily and keeps its errors
+# once mapped, and httpx2 does the same with httpcore2. A virtualenv without them (the openai 2
+# run) runs the tests that need none of them.
+for _optional in ("httpcore2", "httpx2", "requests"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_optional)
 
 
 def pytest_configure(config: pytest.Config) -> None:
