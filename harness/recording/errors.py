@@ -198,7 +198,8 @@ def error_response(fault: Fault) -> tuple[dict[str, Any], dict[str, str]]:
     """
     summary = fault.summary()
     body = {"detail": summary, "error": {"message": summary}, "recording_fault": fault.to_json()}
-    return body, {FAULT_HEADER: str(fault.kind)}
+    # Retrying cannot make a recording appear; SDKs built like openai's obey this header.
+    return body, {FAULT_HEADER: str(fault.kind), "x-should-retry": "false"}
 
 
 def _json_safe(value: Any) -> Any:

@@ -5,8 +5,12 @@ The reference stack builds every provider client through one factory that calls
 bootstrap wraps every httpx/httpx2 client's transport the same way (``patch.py``). The wrapper
 hands each request to the shared pipeline (``recorder.py``) and:
 
-- ``replay``: serves the recording, never touching the inner transport; a missing recording
-  raises :class:`~harness.recording.errors.ReplayMissError` after logging it for its test;
+- ``replay``: serves the recording, never touching the inner transport; a missing (or
+  unreadable) recording is logged for its test and answered as the stack's fault answer is (a
+  500 with the fault in its body), marked ``x-should-retry: false``. An answer, not an
+  exception: openai 1.x and 2.x retry any exception a transport raises, with backoff, so each
+  miss would cost seconds and be reported once per retry; the header stops SDKs built like
+  openai's (Llama Stack's and OGX's clients too) from retrying the answer;
 - ``record``: always calls the provider and (over)writes the recording;
 - ``record-if-missing``: replays what exists, records the rest;
 - ``live``: is not installed at all.
@@ -29,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from harness.recording.errors import RecordingFault, error_response
 from harness.recording.hosts import Route
 from harness.recording.httplibs import bind, library_of
 from harness.recording.modes import Mode, RecordingSettings
@@ -66,6 +71,15 @@ class _TransportMixin:
             request, recording.response, self.recorder.settings.pace, is_async=is_async
         )
 
+    def _stored(self, pending: Pending, request: Any, *, is_async: bool) -> Any | None:
+        """The replayed response, the fault's answer, or None when the provider must answer."""
+        try:
+            stored = self.recorder.replayable(pending)
+        except RecordingFault as exc:  # already logged for its test: see the module docstring
+            body, headers = error_response(exc.fault)
+            return self.lib.Response(500, headers=headers, json=body, request=request)
+        return None if stored is None else self._replay(stored, request, is_async=is_async)
+
     def _recorded_failure(self, pending: Pending, exc: BaseException) -> None:
         if isinstance(exc, self.lib.TransportError):
             self.recorder.failed(pending, exc)
@@ -99,9 +113,9 @@ class _RecordingTransportMixin(_TransportMixin):
             with sending():
                 return self.inner.handle_request(request)
         pending = self._prepare(request, request.read())
-        stored = self.recorder.replayable(pending)
-        if stored is not None:
-            return self._replay(stored, request, is_async=False)
+        answer = self._stored(pending, request, is_async=False)
+        if answer is not None:
+            return answer
         try:
             with sending():
                 upstream = self.inner.handle_request(request)
@@ -133,9 +147,9 @@ class _AsyncRecordingTransportMixin(_TransportMixin):
             with sending():
                 return await self.inner.handle_async_request(request)
         pending = self._prepare(request, await request.aread())
-        stored = self.recorder.replayable(pending)
-        if stored is not None:
-            return self._replay(stored, request, is_async=True)
+        answer = self._stored(pending, request, is_async=True)
+        if answer is not None:
+            return answer
         try:
             with sending():
                 upstream = await self.inner.handle_async_request(request)

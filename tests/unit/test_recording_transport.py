@@ -11,10 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from harness.recording.diagnostics import record_command
-from harness.recording.errors import FieldDiff, RecordingError, ReplayMissError, render_miss
+from harness.recording.errors import (
+    FAULT_HEADER,
+    Fault,
+    FaultKind,
+    FieldDiff,
+    render_fault,
+    render_miss,
+)
 from harness.recording.fingerprint import fingerprint_of_record
 from harness.recording.modes import Mode, RecordingSettings
 from harness.recording.records import Recording
@@ -28,6 +36,15 @@ from harness.recording.transport import (
 from harness.recording.usage import create_log, read_usage
 from tests.fakes.provider import FakeProvider
 from tests.support.recording import in_test
+
+
+def fault_answered(response: httpx.Response, kind: FaultKind = FaultKind.MISS) -> Fault:
+    """The fault a replaying transport answered with: a 500 no SDK retries, naming it."""
+    assert response.status_code == 500, response.text
+    assert response.headers[FAULT_HEADER] == kind
+    assert response.headers["x-should-retry"] == "false"
+    return Fault.from_json(response.json()["recording_fault"])
+
 
 TEST_ID = "tests/integration/inference/test_chat.py::test_hello[llama]"
 MODEL = "llama3.2:3b"
@@ -151,12 +168,14 @@ def test_replay_miss_names_nearest_recording_and_never_calls_provider(
         ).post("/v1/chat/completions", json=CHAT)
     inner = ExplodingTransport()
     changed = {**CHAT, "messages": [{"role": "user", "content": "hello again"}]}
-    with in_test(TEST_ID), pytest.raises(ReplayMissError) as caught:
-        client(fake.base_url, wrap_transport(inner, settings(tmp_path, Mode.REPLAY))).post(
+    with in_test(TEST_ID):
+        answer = client(fake.base_url, wrap_transport(inner, settings(tmp_path, Mode.REPLAY))).post(
             "/v1/chat/completions", json=changed
         )
     assert inner.calls == 0
-    miss = caught.value.miss
+    fault = fault_answered(answer)
+    miss = fault.miss
+    assert miss is not None
     assert miss.test_id == TEST_ID
     assert miss.endpoint == "POST /v1/chat/completions"
     assert miss.nearest is not None
@@ -169,19 +188,37 @@ def test_replay_miss_names_nearest_recording_and_never_calls_provider(
         "'tests/integration/inference/test_chat.py::test_hello[llama]'"
     )
     text = render_miss(miss, command)
-    assert miss.fingerprint in text and miss.fingerprint in str(caught.value)
+    assert miss.fingerprint in text and miss.fingerprint in render_fault(fault)
     assert "body.messages[0].content" in text
     assert command in text
 
 
+def test_an_sdk_with_retries_asks_once_for_a_missing_recording(tmp_path: Path) -> None:
+    """A stack's openai client keeps its default retries: a miss must cost one request, no
+    backoff, and one fault for its test."""
+    log = create_log(tmp_path / "usage.jsonl")
+    transport = wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY, usage_log=log))
+    sdk = openai.OpenAI(
+        base_url="http://provider.invalid/v1",
+        api_key="sk-x",
+        http_client=httpx.Client(transport=transport),
+    )
+    assert sdk.max_retries == 2
+    with in_test(TEST_ID), pytest.raises(openai.InternalServerError) as caught:
+        sdk.models.list()
+    assert "no recording for GET /v1/models" in str(caught.value)
+    assert len(read_usage(log).misses) == 1
+
+
 def test_replay_miss_without_any_recording_says_so(tmp_path: Path) -> None:
-    with in_test(TEST_ID), pytest.raises(ReplayMissError) as caught:
-        client(
+    with in_test(TEST_ID):
+        answer = client(
             "http://127.0.0.1:9",
             wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY)),
         ).get("/v1/models")
-    assert caught.value.miss.nearest is None
-    assert "none for this endpoint" in str(caught.value)
+    fault = fault_answered(answer)
+    assert fault.miss is not None and fault.miss.nearest is None
+    assert "none for this endpoint" in render_fault(fault)
 
 
 def test_record_if_missing_replays_existing_and_records_new(
@@ -251,13 +288,13 @@ def test_a_third_identical_request_is_a_miss_pointing_at_the_occurrence(tmp_path
                 settings(tmp_path, Mode.RECORD),
             ),
         ).get("/v1/thing")
-    with in_test(TEST_ID), pytest.raises(ReplayMissError) as caught:
+    with in_test(TEST_ID):
         http = client(
             "http://provider", wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY))
         )
-        http.get("/v1/thing")
-        http.get("/v1/thing")
-    assert caught.value.miss.diff == (FieldDiff("occurrence", "<absent>", 1),)
+        assert http.get("/v1/thing").status_code == 200
+        miss = fault_answered(http.get("/v1/thing")).miss
+    assert miss is not None and miss.diff == (FieldDiff("occurrence", "<absent>", 1),)
 
 
 def test_shared_scope_goes_to_shared_directory_and_repeats_freely(
@@ -433,8 +470,7 @@ def test_usage_log_lists_used_recorded_and_missed(tmp_path: Path, fake: FakeProv
             wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY, usage_log=log)),
         )
         http.post("/v1/chat/completions", json=CHAT)
-        with pytest.raises(ReplayMissError):
-            http.get("/v1/models")
+        fault_answered(http.get("/v1/models"))
     summary = read_usage(log)
     (path,) = (tmp_path / "recordings").rglob("*.json")
     relative = path.relative_to(tmp_path / "recordings").as_posix()
@@ -454,12 +490,13 @@ def test_malformed_recording_is_an_error_naming_the_file(tmp_path: Path) -> None
         ).get("/v1/x")
     (path,) = (tmp_path / "recordings").rglob("*.json")
     path.write_text('{"fingerprint": 1}')
-    with in_test(TEST_ID), pytest.raises(RecordingError) as caught:
-        client(
+    with in_test(TEST_ID):
+        answer = client(
             "http://p", wrap_transport(ExplodingTransport(), settings(tmp_path, Mode.REPLAY))
         ).get("/v1/x")
-    assert str(path) in str(caught.value)
-    assert '"fingerprint" to be a string' in str(caught.value)
+    message = render_fault(fault_answered(answer, FaultKind.UNREADABLE))
+    assert str(path) in message
+    assert '"fingerprint" to be a string' in message
 
 
 def test_live_mode_and_no_settings_return_the_inner_transport(tmp_path: Path) -> None:
@@ -502,14 +539,15 @@ def test_async_transport_records_and_replays_streams(tmp_path: Path) -> None:
     assert recorded[1][-1] == b"data: [DONE]\n\n"
 
 
-def test_async_replay_miss_raises_from_the_transport(tmp_path: Path) -> None:
-    async def run() -> None:
+def test_async_replay_miss_is_answered_by_the_transport(tmp_path: Path) -> None:
+    async def run() -> httpx.Response:
         transport = wrap_async_transport(AsyncExplodingTransport(), settings(tmp_path, Mode.REPLAY))
         async with httpx.AsyncClient(base_url="http://p", transport=transport) as http:
-            await http.get("/v1/models")
+            return await http.get("/v1/models")
 
-    with in_test(TEST_ID), pytest.raises(ReplayMissError):
-        asyncio.run(run())
+    with in_test(TEST_ID):
+        fault = fault_answered(asyncio.run(run()))
+    assert fault.test_id == TEST_ID and fault.miss is not None
 
 
 def test_stream_cut_by_provider_while_draining_records_nothing(tmp_path: Path, stub_server) -> None:
