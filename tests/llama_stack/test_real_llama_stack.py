@@ -21,27 +21,23 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from harness.environment import HARNESS_VARIABLES
 from tests.fakes.provider import FakeProvider
 from tests.llama_stack.conftest import stack_binary
 from tests.support.processes import free_port
+from tests.support.real_stack import CLOSED, fresh_stores
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("config.yaml")
 SUITE = ["tests/integration/inference", "tests/integration/prompts"]
 KEY = "sk-real-stack-recording-key-42"
-CLOSED = "http://127.0.0.1:9/v1"  # a provider address nothing listens on
 ISOLATED = (*HARNESS_VARIABLES, "OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
@@ -76,57 +72,6 @@ class Flavour:
         return {"LLAMA_STACK_DISABLE_VERSION_CHECK": "1", "LLAMA_STACK_LOG_FORMAT": "json"}, flags
 
 
-# What makes a stack create its SQL tables. Llama Stack 0.7.3 creates each on first use, and a
-# request that meets the engine before its table exists fails ("no such table: inference_store"),
-# so a stored completion now and then went missing on a fresh store. Every run starts instead
-# from a copy of stores whose tables one earlier, empty start made.
-FIRST_USE = ("/v1/files", "/v1/vector_stores", "/v1/responses", "/v1/chat/completions")
-
-
-def fresh_stores(tmp: Path, command: str, **env: str) -> Path:
-    """A new stores directory for one server, copied from the tables made once in `tmp`."""
-    template = tmp / "stores-template"
-    if not template.exists():
-        made_tables(command, template, **env)
-    stores = tmp / f"stores-{len(list(tmp.glob('stores-[0-9]*')))}"
-    shutil.copytree(template, stores)
-    return stores
-
-
-def made_tables(command: str, stores: Path, **env: str) -> Path:
-    """`stores` after a plain start of `command` (no harness, a closed provider port) has been
-    asked once for each of FIRST_USE."""
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if k not in ISOLATED}
-    env = {**base, **env, "SQLITE_STORE_DIR": str(stores), "OPENAI_BASE_URL": CLOSED}
-    argv = shlex.split(command.format(port=port))
-    log = stores.with_suffix(".log")
-    stores.mkdir(parents=True)
-    with log.open("w") as out:
-        stack = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            while True:
-                assert stack.poll() is None, log.read_text()[-4000:]
-                assert time.monotonic() < deadline, log.read_text()[-4000:]
-                try:
-                    if client.get("/v1/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            for path in FIRST_USE:
-                client.get(path)
-    finally:
-        stack.send_signal(signal.SIGTERM)
-        try:
-            stack.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            stack.kill()
-            stack.wait()
-    return stores
-
-
 LLAMA_STACK = Flavour("llama-stack", "stack run {config} --port {port}", CONFIG)
 OGX = Flavour("ogx", "run {config} --port {port}", Path(__file__).with_name("ogx.yaml"))
 FLAVOURS = [
@@ -139,9 +84,9 @@ def run_suite(
     flavour: Flavour, tmp: Path, mode: str, env: dict[str, str]
 ) -> subprocess.CompletedProcess:
     command = flavour.command().replace("{config}", shlex.quote(str(flavour.config)))
-    stores = fresh_stores(tmp, command)
-    shell, flags = flavour.settings(tmp, mode)
     base = {k: v for k, v in os.environ.items() if k not in ISOLATED}
+    stores = fresh_stores(tmp, command, base)
+    shell, flags = flavour.settings(tmp, mode)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *SUITE]
         + [f"--stack-command={flavour.command()}", *flags, "--text-model=openai/llama3.2:3b"]
@@ -205,10 +150,9 @@ def run_providers(
     the test's."""
     command = f"{shlex.quote(llama)} stack run --providers {{providers}} --port {{port}}"
     home = str(tmp / "home")
-    stores = fresh_stores(
-        tmp, command.replace("{providers}", "inference=remote::openai"), HOME=home
-    )
     base = {k: v for k, v in os.environ.items() if k not in ISOLATED}
+    providers = command.replace("{providers}", "inference=remote::openai")
+    stores = fresh_stores(tmp, providers, {**base, "HOME": home})
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *PROVIDERS_TESTS]
         + ["--stack-config=inference=remote::openai", f"--stack-command={command}"]
