@@ -81,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        # No keep-alive: a stack's pooled connection would outlive this tool, and a later
+        # test's tool that is given the same port would see its requests reach this one.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
