@@ -27,7 +27,8 @@ clients itself, so the harness cannot hand them a recording transport. The boots
 - ``asyncio.Queue``'s put and get: an item carries the attribution of the code that put it,
   and the task that gets it works for that test until its next get, so a long-lived worker
   task serving a queue (Llama Stack's background responses) files each job under the test
-  that queued it, also with two xdist workers at once;
+  that queued it, also with two xdist workers at once. A queue its takers put back into is a
+  pool of resources (SQLAlchemy's async connection pool), and carries nothing;
 - ``socket.socket.connect``: the seal. In replay, a connection to a provider (a host the
   configuration names, a ``record_hosts`` match, or any non-loopback host on port 80 or 443)
   that does not come from a recording layer is refused, and the test that caused it fails
@@ -55,6 +56,7 @@ import socket
 import sys
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -283,24 +285,53 @@ class Installation:
 
     def _patch_queues(self) -> None:
         """Queue hand-offs carry the attribution (plain FIFO asyncio.Queue and subclasses that
-        keep its order; PriorityQueue and LifoQueue have their own _put/_get and are left)."""
+        keep its order; PriorityQueue and LifoQueue have their own _put/_get and are left).
+
+        Not through a pool: a queue that a task took from and then puts back into holds
+        resources, not work (SQLAlchemy's async connection pool is one: every request checks a
+        connection out and in). Whoever checked a connection in says nothing about whose work
+        the next request does, so a pool's hand-offs carry nothing; the task that tried to take
+        counts even when the queue was empty (a pool makes its first connection then)."""
         queue = asyncio.Queue
-        put, get = queue._put, queue._get  # type: ignore[attr-defined]
+        put, get, get_nowait = queue._put, queue._get, queue.get_nowait  # type: ignore[attr-defined]
+
+        def _task() -> asyncio.Task[Any] | None:
+            try:
+                return asyncio.current_task()
+            except RuntimeError:  # no running loop in this thread
+                return None
 
         def _put(q: Any, item: Any) -> None:
-            handed = q.__dict__.setdefault("_harness_handed", collections.deque())
-            handed.append(attribution_context_value())
+            state = q.__dict__
+            if not state.get("_harness_pool"):
+                takers = state.get("_harness_takers")
+                task = _task()
+                if takers is not None and task is not None and task in takers:
+                    state["_harness_pool"] = True
+                    state.pop("_harness_handed", None)
+                else:
+                    handed = state.setdefault("_harness_handed", collections.deque())
+                    handed.append(attribution_context_value())
             put(q, item)
 
         def _get(q: Any) -> Any:
             item = get(q)
             handed = q.__dict__.get("_harness_handed")
-            if handed:
-                set_attribution(handed.popleft())
+            if handed and not q.__dict__.get("_harness_pool"):
+                putter = handed.popleft()
+                if not putter.is_shared:  # put outside any test (a pool filled at start-up)
+                    set_attribution(putter)
             return item
+
+        def _get_nowait(q: Any) -> Any:
+            task = _task()
+            if task is not None and not q.__dict__.get("_harness_pool"):
+                q.__dict__.setdefault("_harness_takers", weakref.WeakSet()).add(task)
+            return get_nowait(q)
 
         self._replace(queue, "_put", _put)
         self._replace(queue, "_get", _get)
+        self._replace(queue, "get_nowait", _get_nowait)
 
     # -- the seal ---------------------------------------------------------------------------
     def _patch_socket(self) -> None:
