@@ -8,7 +8,10 @@ harness), with one `httpx.AsyncClient` made at start-up:
 - `POST /v1/chat/completions`: the call runs in `asyncio.create_task(...,
   context=contextvars.Context())`, a task with a fresh, empty context; the handler awaits it;
 - `POST /v1/embeddings`: the handler puts the body on a queue and awaits the answer; a worker
-  task started at start-up (so in no request's context at all) makes the call.
+  task started at start-up (so in no request's context at all) makes the call;
+- `POST /v1/completions`: the handler checks a "connection" out of a pool of one (an
+  `asyncio.Queue`, filled at start-up, the way SQLAlchemy's async pool holds connections),
+  makes the call itself and checks the connection back in.
 
 Each forwards its JSON body to the same path at the provider and answers with the provider's
 status and JSON; a provider that cannot be reached is a bare HTTP 500. `GET /v1/health` is OK.
@@ -62,6 +65,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     root = os.environ["DETACHED_PROVIDER_URL"].rstrip("/")
     app.state.client = httpx.AsyncClient(base_url=root, timeout=30)
     app.state.jobs = asyncio.Queue()
+    app.state.pool = asyncio.Queue()
+    app.state.pool.put_nowait("connection")
     app.state.worker = asyncio.create_task(worker(app.state.client, app.state.jobs))
     yield
     app.state.worker.cancel()
@@ -82,11 +87,22 @@ async def embeddings_through_a_queue(request: Request) -> Response:
     return await done
 
 
+async def completions_through_a_pool(request: Request) -> Response:
+    pool: asyncio.Queue[str] = request.app.state.pool
+    connection = await pool.get()
+    try:
+        await asyncio.sleep(0.05)  # the connection is in use: a request beside this one waits
+        return await forward(request.app.state.client, "/v1/completions", await request.json())
+    finally:
+        pool.put_nowait(connection)
+
+
 app = Starlette(
     routes=[
         HEALTH,
         Route("/v1/chat/completions", chat_in_a_fresh_context, methods=["POST"]),
         Route("/v1/embeddings", embeddings_through_a_queue, methods=["POST"]),
+        Route("/v1/completions", completions_through_a_pool, methods=["POST"]),
     ],
     lifespan=lifespan,
 )

@@ -91,13 +91,15 @@ def test_calls_from_fresh_context_tasks_and_start_up_workers_are_filed_under_the
         DETACHED_TESTS,
     )  # fmt: skip
 
-    same_outcomes(recorded, replayed, passed=3)
+    same_outcomes(recorded, replayed, passed=4)
     tests = filed(project)
     assert sorted(tests["/v1/chat/completions"]) == [
         "test_detached.py::test_an_unknown_model_is_the_providers_404",
         "test_detached.py::test_chat",
     ]
     assert tests["/v1/embeddings"] == ["test_detached.py::test_embeddings"] * 2
+    # The pool's connection was checked in by another test's request: still this test's call.
+    assert tests["/v1/completions"] == ["test_detached.py::test_completions"]
 
 
 def test_threads_keep_their_tests_apart_with_two_xdist_workers(project, fake_provider, monkeypatch):
@@ -136,10 +138,15 @@ def test_fresh_context_tasks_and_a_queue_worker_keep_their_tests_apart_with_two_
         "-n", "2",
     )  # fmt: skip
 
-    same_outcomes(recorded, replayed, passed=12)
-    for path, test_ids in filed(project).items():
+    same_outcomes(recorded, replayed, passed=16)
+    tests = filed(project)
+    for path, test_ids in tests.items():
         for test_id in test_ids:
             assert test_id.startswith("test_detached.py::"), (path, test_id)
+    # A connection from the pool, checked in by whichever request had it, carries no test.
+    assert sorted(tests["/v1/completions"]) == [
+        f"test_detached.py::test_{n}_completions" for n in range(4)
+    ]
 
 
 WORKER_TOOL_TESTS = """

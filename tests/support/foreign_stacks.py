@@ -64,10 +64,7 @@ def test_an_unknown_model_is_the_providers_404(http_client):
     assert answer.status_code == 404, answer.text
 """
 
-DETACHED_TESTS = (
-    CHAT_EMBED_COMPLETE.split("def test_completions")[0]
-    + CHAT_EMBED_COMPLETE[CHAT_EMBED_COMPLETE.index("def test_an_unknown") :]
-)
+DETACHED_TESTS = CHAT_EMBED_COMPLETE
 
 TOOL_TESTS = """
 import re
