@@ -55,15 +55,16 @@ def test_the_threads_stack_calls_from_a_plain_thread_an_executor_and_to_thread(
     assert not (project.path / "recordings").exists()
 
 
-def test_the_detached_tasks_stack_calls_from_a_fresh_context_and_a_start_up_worker(
+def test_the_detached_tasks_stack_calls_from_a_fresh_context_a_start_up_worker_and_a_pool(
     project, fake_provider, monkeypatch
 ):
     monkeypatch.setenv("DETACHED_PROVIDER_URL", fake_provider.base_url)
     project.makepyfile(test_detached=DETACHED_TESTS)
 
-    run_live(project, "stack_detached_tasks.py", "test_detached").assert_outcomes(passed=3)
+    run_live(project, "stack_detached_tasks.py", "test_detached").assert_outcomes(passed=4)
 
     assert provider_paths(fake_provider).count("/v1/embeddings") == 2
+    assert provider_paths(fake_provider).count("/v1/completions") == 1  # through the pool
 
 
 def test_the_other_clients_stack_calls_with_requests_urllib_and_aiohttp(
