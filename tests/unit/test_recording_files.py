@@ -135,7 +135,14 @@ def record(directory: Path, test_id: str, path: str) -> Path:
         httpx.Client(base_url="http://p", transport=wrap_transport(answer, settings)) as http,
     ):
         http.post(path, json={})
-    return max(directory.rglob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    for file in directory.rglob("*.json"):
+        try:  # the prune beside this may delete the stale file while we look
+            stored = json.loads(file.read_text())
+        except FileNotFoundError:
+            continue
+        if isinstance(stored, dict) and stored.get("request", {}).get("path") == path:
+            return file
+    raise AssertionError(f"no recording of {path} under {directory}")
 
 
 def test_prune_never_deletes_a_recording_written_after_the_run_it_trusts(
