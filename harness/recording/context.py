@@ -39,7 +39,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.recording.errors import Fault, RecordingError, error_response, fault_of
+from harness.recording.errors import (
+    FAULT_STATUS,
+    Fault,
+    RecordingError,
+    error_response,
+    fault_of,
+)
 from harness.recording.fingerprint import IdNumbers
 
 logger = logging.getLogger(__name__)
@@ -324,5 +330,5 @@ async def _send_fault(send: Any, fault: Fault) -> None:
     data = json.dumps(body).encode("utf-8")
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": 500, "headers": raw})
+    await send({"type": "http.response.start", "status": FAULT_STATUS, "headers": raw})
     await send({"type": "http.response.body", "body": data, "more_body": False})

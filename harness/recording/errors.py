@@ -24,6 +24,7 @@ E = TypeVar("E", bound=BaseException)
 # The response header a stack sets on its error answer to a request whose recording failed;
 # its value is the fault's kind.
 FAULT_HEADER = "X-Harness-Recording-Fault"
+FAULT_STATUS = 500  # the status of every answer that carries a fault (error_response)
 
 
 def find_in_chain(exc: BaseException | None, kind: type[E]) -> E | None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.recording.errors import RecordingFault, error_response
+from harness.recording.errors import FAULT_STATUS, RecordingFault, error_response
 from harness.recording.hosts import Route
 from harness.recording.httplibs import bind, library_of
 from harness.recording.modes import Mode, RecordingSettings
@@ -77,7 +77,7 @@ class _TransportMixin:
             stored = self.recorder.replayable(pending)
         except RecordingFault as exc:  # already logged for its test: see the module docstring
             body, headers = error_response(exc.fault)
-            return self.lib.Response(500, headers=headers, json=body, request=request)
+            return self.lib.Response(FAULT_STATUS, headers=headers, json=body, request=request)
         return None if stored is None else self._replay(stored, request, is_async=is_async)
 
     def _recorded_failure(self, pending: Pending, exc: BaseException) -> None:
