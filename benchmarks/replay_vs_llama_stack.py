@@ -77,7 +77,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,11 +375,12 @@ def llama_stack_run(
 ) -> Iterator[float]:
     """`llama stack run` on `port`, until the block ends; yields the seconds to healthy."""
     command = [str(llama), "stack", "run", str(config), "--port", str(port)]
-    try:
-        with running_stack(command, port, env, log_path) as healthy:
-            yield healthy
-    except RuntimeError as exc:  # it exited, or was never healthy: the log's tail says why
-        sys.exit(str(exc))
+    with ExitStack() as stack:
+        try:
+            healthy = stack.enter_context(running_stack(command, port, env, log_path))
+        except RuntimeError as exc:  # it exited, or was never healthy: the log's tail says why
+            sys.exit(str(exc))
+        yield healthy  # what the block raises is its own, with its traceback
 
 
 def store_templates(
@@ -388,8 +389,8 @@ def store_templates(
     """Per part, the stores of a stack that has made its tables and holds nothing else.
 
     Every session starts from a copy, so no run meets Llama Stack's table-creation race (see
-    FIRST_USE). Made with no provider and no recorder, so nothing but the run config's own
-    resources is registered."""
+    FIRST_USE in tests/support/real_stack.py). Made with no provider and no recorder, so
+    nothing but the run config's own resources is registered."""
     templates = {}
     for part in suite:
         config = shlex.quote(str(part.config))
