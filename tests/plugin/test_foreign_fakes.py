@@ -16,7 +16,6 @@ import pytest
 from tests.fakes.provider import RESET_MODEL, STALL_MODEL
 from tests.support.foreign_stacks import (
     CHAT_EMBED_COMPLETE,
-    DETACHED_TESTS,
     FAULT_TESTS,
     RANDOM_ID_TESTS,
     ROOT,
@@ -59,7 +58,7 @@ def test_the_detached_tasks_stack_calls_from_a_fresh_context_a_start_up_worker_a
     project, fake_provider, monkeypatch
 ):
     monkeypatch.setenv("DETACHED_PROVIDER_URL", fake_provider.base_url)
-    project.makepyfile(test_detached=DETACHED_TESTS)
+    project.makepyfile(test_detached=CHAT_EMBED_COMPLETE)
 
     run_live(project, "stack_detached_tasks.py", "test_detached").assert_outcomes(passed=4)
 

@@ -17,7 +17,6 @@ import pytest
 from tests.fakes.provider import FakeProvider
 from tests.support.foreign_stacks import (
     CHAT_EMBED_COMPLETE,
-    DETACHED_TESTS,
     FAULT_TESTS,
     PROVIDER_VARIABLES,
     RANDOM_ID_TESTS,
@@ -65,58 +64,27 @@ def same_outcomes(recorded: pytest.RunResult, replayed: pytest.RunResult, passed
     replayed.stdout.fnmatch_lines(["*recordings * used, 0 recorded, 0 missed*"])
 
 
-def test_calls_from_threads_and_executors_are_filed_under_their_test(
-    project, fake_provider, monkeypatch
+@pytest.mark.parametrize(
+    ("stack", "module"),
+    [("stack_threads.py", "test_threads"), ("stack_detached_tasks.py", "test_detached")],
+    ids=["threads and executors", "fresh-context tasks, a start-up worker and a pool"],
+)
+def test_calls_off_the_request_path_are_filed_under_their_test(
+    project, fake_provider, monkeypatch, stack, module
 ):
     recorded, replayed = record_then_replay(
-        project, fake_provider, monkeypatch, "stack_threads.py", "test_threads",
-        CHAT_EMBED_COMPLETE,
-    )  # fmt: skip
+        project, fake_provider, monkeypatch, stack, module, CHAT_EMBED_COMPLETE
+    )
 
     same_outcomes(recorded, replayed, passed=4)
     tests = filed(project)
     assert sorted(tests["/v1/chat/completions"]) == [
-        "test_threads.py::test_an_unknown_model_is_the_providers_404",
-        "test_threads.py::test_chat",
+        f"{module}.py::test_an_unknown_model_is_the_providers_404",
+        f"{module}.py::test_chat",
     ]
-    assert tests["/v1/embeddings"] == ["test_threads.py::test_embeddings"] * 2
-    assert tests["/v1/completions"] == ["test_threads.py::test_completions"]
-
-
-def test_calls_from_fresh_context_tasks_and_start_up_workers_are_filed_under_their_test(
-    project, fake_provider, monkeypatch
-):
-    recorded, replayed = record_then_replay(
-        project, fake_provider, monkeypatch, "stack_detached_tasks.py", "test_detached",
-        DETACHED_TESTS,
-    )  # fmt: skip
-
-    same_outcomes(recorded, replayed, passed=4)
-    tests = filed(project)
-    assert sorted(tests["/v1/chat/completions"]) == [
-        "test_detached.py::test_an_unknown_model_is_the_providers_404",
-        "test_detached.py::test_chat",
-    ]
-    assert tests["/v1/embeddings"] == ["test_detached.py::test_embeddings"] * 2
-    # The pool's connection was checked in by another test's request: still this test's call.
-    assert tests["/v1/completions"] == ["test_detached.py::test_completions"]
-
-
-def test_threads_keep_their_tests_apart_with_two_xdist_workers(project, fake_provider, monkeypatch):
-    many = "\n".join(
-        CHAT_EMBED_COMPLETE.replace("def test_", f"def test_{n}_").replace(
-            "off the loop", f"off the loop {n}"
-        )
-        for n in range(4)
-    )
-    recorded, replayed = record_then_replay(
-        project, fake_provider, monkeypatch, "stack_threads.py", "test_threads", many, "-n", "2"
-    )
-
-    same_outcomes(recorded, replayed, passed=16)
-    for path, tests in filed(project).items():
-        for test_id in tests:
-            assert test_id.startswith("test_threads.py::"), (path, test_id)
+    assert tests["/v1/embeddings"] == [f"{module}.py::test_embeddings"] * 2
+    # The detached stack's pooled connection was checked in by another test's request.
+    assert tests["/v1/completions"] == [f"{module}.py::test_completions"]
 
 
 def many(source: str, copies: int, word: str) -> str:
@@ -127,10 +95,22 @@ def many(source: str, copies: int, word: str) -> str:
     )
 
 
+def test_threads_keep_their_tests_apart_with_two_xdist_workers(project, fake_provider, monkeypatch):
+    tests = many(CHAT_EMBED_COMPLETE, 4, "off the loop")
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_threads.py", "test_threads", tests, "-n", "2"
+    )
+
+    same_outcomes(recorded, replayed, passed=16)
+    for path, tests in filed(project).items():
+        for test_id in tests:
+            assert test_id.startswith("test_threads.py::"), (path, test_id)
+
+
 def test_fresh_context_tasks_and_a_queue_worker_keep_their_tests_apart_with_two_workers(
     project, fake_provider, monkeypatch
 ):
-    tests = many(DETACHED_TESTS, 4, "off the loop").replace(
+    tests = many(CHAT_EMBED_COMPLETE, 4, "off the loop").replace(
         '"input": ["a", "b"]', '"input": [__name__ + "a", "b"]'
     )
     recorded, replayed = record_then_replay(

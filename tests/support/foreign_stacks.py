@@ -64,8 +64,6 @@ def test_an_unknown_model_is_the_providers_404(http_client):
     assert answer.status_code == 404, answer.text
 """
 
-DETACHED_TESTS = CHAT_EMBED_COMPLETE
-
 TOOL_TESTS = """
 import re
 
