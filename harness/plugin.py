@@ -175,12 +175,18 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     session = item.config.stash.get(_SESSION, None)
     if session is not None:
-        uses_stack = _uses_stack(item)
-        item.stash[_SCOPE] = session.begin_test(item.nodeid, uses_stack)
-        gone = session.lifecycle.gone() if uses_stack else None
-        if gone is not None:
-            pytest.fail(f"stack-harness: {gone.message().splitlines()[0]}", pytrace=False)
+        item.stash[_SCOPE] = session.begin_test(item.nodeid, _uses_stack(item))
     return (yield)
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_on_a_gone_stack(item: pytest.Item) -> None:
+    # Not in the wrapper: failing before its yield would skip every other plugin's setup
+    # wrapper too, and their teardowns then fail on what their setup never stored.
+    session = item.config.stash.get(_SESSION, None)
+    gone = session.lifecycle.gone() if session is not None and _uses_stack(item) else None
+    if gone is not None:
+        pytest.fail(f"stack-harness: {gone.message().splitlines()[0]}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

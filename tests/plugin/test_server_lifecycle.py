@@ -339,3 +339,37 @@ def test_a_stopped_stack_is_named_in_the_first_test_it_breaks_within_seconds(pro
     assert "stack-harness: the stack is gone" in text
     assert "1 failed" in text and "test_second" not in text.split("short test summary")[-1]
     assert wait_gone(pid)  # stopped at the end all the same (continued after its SIGTERM)
+
+
+STOPPED_BETWEEN_TESTS = """
+import pathlib, time
+
+def test_first(http_client):
+    assert http_client.get("/v1/health").status_code == 200
+    pathlib.Path("in-test").write_text("")
+    while not pathlib.Path("go").exists():
+        time.sleep(0.02)
+
+def test_second(http_client):
+    http_client.get("/v1/health")
+"""
+
+
+def test_a_stack_found_stopped_before_a_test_fails_that_test_at_setup_only(project):
+    project.makepyfile(test_between=STOPPED_BETWEEN_TESTS)
+    port = free_port()
+    with inner_pytest(
+        project.path, "test_between.py", f"--stack-config=server:run.yaml:{port}"
+    ) as inner:
+        pid = inner.server_pid
+        stack = _stack_process(pid)
+        os.kill(stack, signal.SIGSTOP)  # between the tests: the next one's setup finds it
+        (project.path / "go").write_text("")
+        inner.process.wait(timeout=60)
+
+    text = inner.text()
+    assert f"the stack server (pid {pid}) on port {port} is stopped" in text
+    assert "1 passed, 1 error" in text, text
+    # The setup's failure is the test's one report: the other plugins' teardowns still run.
+    assert "ERROR at teardown" not in text and "KeyError" not in text, text
+    assert wait_gone(pid)
