@@ -11,6 +11,8 @@ server process and in library mode.
 - ``X-Harness-Test-Id``: the pytest node id of the test making the request.
 - ``X-Harness-Test-Invocation``: unique per run of that test. Identical requests are counted,
   and ids numbered, per invocation, so a reused server replays a re-run test from the start.
+- ``X-Harness-Worker``: the pytest process running the test (one per xdist worker). Its tests
+  run one after another, so a test's work is over once its worker has moved on to the next.
 
 Work the stack does away from the request's context (a task made with a fresh context, a
 long-lived worker task made during an earlier test) still belongs to a test; see
@@ -53,7 +55,8 @@ logger = logging.getLogger(__name__)
 SESSION_HEADER = "X-Harness-Session"
 TEST_ID_HEADER = "X-Harness-Test-Id"
 INVOCATION_HEADER = "X-Harness-Test-Invocation"
-ATTRIBUTION_HEADERS = (SESSION_HEADER, TEST_ID_HEADER, INVOCATION_HEADER)
+WORKER_HEADER = "X-Harness-Worker"
+ATTRIBUTION_HEADERS = (SESSION_HEADER, TEST_ID_HEADER, INVOCATION_HEADER, WORKER_HEADER)
 SHARED_TEST_ID = ""
 MAX_TRACKED_INVOCATIONS = 4096
 
@@ -80,11 +83,13 @@ class OccurrenceCounter:
 
 @dataclass(frozen=True)
 class Attribution:
-    """The session, test (pytest node id) and run of it (invocation id) a request belongs to."""
+    """The session, test (pytest node id) and run of it (invocation id) a request belongs to,
+    and the pytest process (worker) that runs it."""
 
     test_id: str
     invocation: str
     session: str = ""
+    worker: str = ""
     occurrences: OccurrenceCounter = field(
         default_factory=OccurrenceCounter, compare=False, repr=False
     )
@@ -127,14 +132,14 @@ class Invocations:
         self._limit = limit
         self._known: OrderedDict[tuple[str, str, str], Attribution] = OrderedDict()
 
-    def get(self, session: str, test_id: str, invocation: str) -> Attribution:
+    def get(self, session: str, test_id: str, invocation: str, worker: str = "") -> Attribution:
         if not test_id:
             return SHARED
         key = (session, test_id, invocation)
         with self._lock:
             found = self._known.get(key)
             if found is None:
-                found = self._known[key] = Attribution(test_id, invocation, session)
+                found = self._known[key] = Attribution(test_id, invocation, session, worker)
                 while len(self._known) > self._limit:
                     self._known.popitem(last=False)
             else:
@@ -143,14 +148,16 @@ class Invocations:
 
 
 class InFlight:
-    """Which test invocations have a request in flight in this process, and which started one
-    last."""
+    """Which test invocations have a request in flight in this process, which started one
+    last, and which is the newest of each worker's."""
 
     def __init__(self, limit: int = MAX_TRACKED_INVOCATIONS) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Attribution, int] = {}
         self._latest: Attribution | None = None
         self._served: OrderedDict[Attribution, None] = OrderedDict()  # bounded, oldest first
+        # (session, worker) -> the newest invocation that worker has sent a request for
+        self._newest: OrderedDict[tuple[str, str], Attribution] = OrderedDict()
         self._limit = limit
 
     @contextmanager
@@ -165,6 +172,12 @@ class InFlight:
             self._served.move_to_end(attribution)
             while len(self._served) > self._limit:
                 self._served.popitem(last=False)
+            if attribution.worker:
+                lane = (attribution.session, attribution.worker)
+                self._newest[lane] = attribution
+                self._newest.move_to_end(lane)
+                while len(self._newest) > self._limit:
+                    self._newest.popitem(last=False)
         try:
             yield
         finally:
@@ -180,9 +193,22 @@ class InFlight:
             return attribution in self._counts
 
     def is_finished(self, attribution: Attribution) -> bool:
-        """Served here before, with no request in flight now: its context is an old one."""
+        """Its test is over, so a context that still carries it is an old one.
+
+        Known for a request that named its worker: that worker has since sent a request for
+        another test. Between its own requests a test may still be waiting on work it started
+        (a file batch the stack ingests in a task, polled for), which stays its own. Without a
+        worker: served here before, with no request in flight now."""
         with self._lock:
+            if attribution.worker:
+                newest = self._newest.get((attribution.session, attribution.worker))
+                return newest is not None and newest != attribution
             return attribution in self._served and attribution not in self._counts
+
+    def successor(self, attribution: Attribution) -> Attribution | None:
+        """The newest invocation of the worker that ran `attribution`, if it named one."""
+        with self._lock:
+            return self._newest.get((attribution.session, attribution.worker))
 
     def sole(self) -> Attribution | None:
         with self._lock:
@@ -208,14 +234,20 @@ def current_attribution() -> Attribution:
 def resolve_attribution() -> tuple[Attribution, bool]:
     """The running code's attribution, and whether it was inferred rather than set.
 
-    Set: the context names a test whose request is in flight. Otherwise, work that carries an
-    older test's context (a worker task made during that test) belongs to the one test with a
-    request in flight, or, when none is, to the test that made the last request; work with no
-    test in its context belongs to the one test in flight, else to nobody (the shared scope).
+    Set: the context names a test that is not over (see `InFlight.is_finished`). Otherwise,
+    work that carries an older test's context (a connection or a worker task made during that
+    test) belongs to the test its worker runs now; failing that (a request that named no
+    worker), to the one test with a request in flight, or, when none is, to the test that made
+    the last request. Work with no test in its context belongs to the one test in flight, else
+    to nobody (the shared scope).
     """
     attribution = _current.get()
     if not attribution.is_shared and not IN_FLIGHT.is_finished(attribution):
         return attribution, False  # in flight, or set by code that is not a served request
+    if not attribution.is_shared and attribution.worker:
+        successor = IN_FLIGHT.successor(attribution)
+        if successor is not None and successor != attribution:
+            return successor, True
     sole = IN_FLIGHT.sole()
     if sole is not None:
         return sole, sole != attribution
@@ -258,9 +290,14 @@ def note_fault(fault: Fault) -> None:
         faults.append(fault)
 
 
-def attribution_headers(session: str, test_id: str, invocation: str) -> dict[str, str]:
+def attribution_headers(
+    session: str, test_id: str, invocation: str, worker: str = ""
+) -> dict[str, str]:
     """The headers a client sends so the stack files its provider traffic under the test."""
-    return {SESSION_HEADER: session, TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
+    headers = {SESSION_HEADER: session, TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
+    if worker:
+        headers[WORKER_HEADER] = worker
+    return headers
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: str) -> str:
@@ -292,7 +329,8 @@ class AttributionMiddleware:
         invocation = _header(headers, INVOCATION_HEADER)
         if test_id and not invocation:
             invocation = uuid.uuid4().hex
-        attribution = self._invocations.get(session, test_id, invocation)
+        worker = _header(headers, WORKER_HEADER)
+        attribution = self._invocations.get(session, test_id, invocation, worker)
         faults: list[Fault] = []
         token = _faults.set(faults)
         started = answered = False

@@ -11,7 +11,11 @@ harness), with one `httpx.AsyncClient` made at start-up:
   task started at start-up (so in no request's context at all) makes the call;
 - `POST /v1/completions`: the handler checks a "connection" out of a pool of one (an
   `asyncio.Queue`, filled at start-up, the way SQLAlchemy's async pool holds connections),
-  makes the call itself and checks the connection back in.
+  makes the call itself and checks the connection back in;
+- `POST /v1/batches`: the handler starts a task (in the request's context) that waits `delay`
+  seconds and then asks the provider for the embeddings of `input`, and answers at once, the
+  way Llama Stack ingests a vector store's file batch; `GET /v1/batches/{id}` says whether it
+  is done, with the provider's answer. `POST /v1/hold` just takes `seconds` to answer.
 
 Each forwards its JSON body to the same path at the provider and answers with the provider's
 status and JSON; a provider that cannot be reached is a bare HTTP 500. `GET /v1/health` is OK.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -67,6 +72,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.jobs = asyncio.Queue()
     app.state.pool = asyncio.Queue()
     app.state.pool.put_nowait("connection")
+    app.state.batches = {}
+    app.state.tasks = set()
     app.state.worker = asyncio.create_task(worker(app.state.client, app.state.jobs))
     yield
     app.state.worker.cancel()
@@ -97,12 +104,42 @@ async def completions_through_a_pool(request: Request) -> Response:
         pool.put_nowait(connection)
 
 
+async def run_batch(client: httpx.AsyncClient, batch: dict[str, Any], body: Any) -> None:
+    await asyncio.sleep(float(body.get("delay", 0)))
+    answer = await forward(client, "/v1/embeddings", {k: body[k] for k in ("model", "input")})
+    batch.update(status="completed", result=json.loads(answer.body))
+
+
+async def create_batch(request: Request) -> Response:
+    body = await request.json()
+    batch: dict[str, Any] = {"id": f"batch_{len(request.app.state.batches)}"}
+    batch["status"] = "in_progress"
+    request.app.state.batches[batch["id"]] = batch
+    task = asyncio.create_task(run_batch(request.app.state.client, batch, body))
+    request.app.state.tasks.add(task)
+    task.add_done_callback(request.app.state.tasks.discard)
+    return JSONResponse(batch)
+
+
+async def get_batch(request: Request) -> Response:
+    batch = request.app.state.batches.get(request.path_params["batch_id"])
+    return JSONResponse(batch) if batch else JSONResponse({"detail": "no such batch"}, 404)
+
+
+async def hold(request: Request) -> Response:
+    await asyncio.sleep(float((await request.json())["seconds"]))
+    return JSONResponse({"held": True})
+
+
 app = Starlette(
     routes=[
         HEALTH,
         Route("/v1/chat/completions", chat_in_a_fresh_context, methods=["POST"]),
         Route("/v1/embeddings", embeddings_through_a_queue, methods=["POST"]),
         Route("/v1/completions", completions_through_a_pool, methods=["POST"]),
+        Route("/v1/batches", create_batch, methods=["POST"]),
+        Route("/v1/batches/{batch_id}", get_batch, methods=["GET"]),
+        Route("/v1/hold", hold, methods=["POST"]),
     ],
     lifespan=lifespan,
 )

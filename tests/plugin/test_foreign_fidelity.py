@@ -129,6 +129,48 @@ def test_fresh_context_tasks_and_a_queue_worker_keep_their_tests_apart_with_two_
     ]
 
 
+BATCH_BESIDE_A_HELD_REQUEST = """
+import pathlib, time
+
+STARTED = pathlib.Path(__file__).with_name("batch-started")
+
+
+def test_a_batch_outlives_its_request(http_client):
+    body = {"model": "all-minilm:l6-v2", "input": ["a batch of one"], "delay": 0.5}
+    batch = http_client.post("/v1/batches", json=body).json()
+    STARTED.write_text("")
+    time.sleep(1.0)  # no request of this test is in flight when the batch calls the provider
+    for _ in range(200):
+        batch = http_client.get(f"/v1/batches/{batch['id']}").json()
+        if batch["status"] == "completed":
+            break
+        time.sleep(0.05)
+    STARTED.unlink()
+    assert [len(d["embedding"]) for d in batch["result"]["data"]] == [384]
+
+
+def test_the_other_worker_has_a_request_in_flight_meanwhile(http_client):
+    deadline = time.monotonic() + 30
+    while not STARTED.exists():
+        assert time.monotonic() < deadline, "the batch test never started"
+        time.sleep(0.01)
+    assert http_client.post("/v1/hold", json={"seconds": 1.0}).status_code == 200
+"""
+
+
+def test_work_a_test_left_running_stays_its_own_while_another_worker_asks(
+    project, fake_provider, monkeypatch
+):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_detached_tasks.py", "test_batch",
+        BATCH_BESIDE_A_HELD_REQUEST, "-n", "2",
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=2)
+    # Not the test whose request was the one in flight when the batch called out.
+    assert filed(project)["/v1/embeddings"] == ["test_batch.py::test_a_batch_outlives_its_request"]
+
+
 WORKER_TOOL_TESTS = """
 import pytest
 
