@@ -74,7 +74,6 @@ class TestScope:
 
     test_id: str
     session: str
-    worker: str = ""  # this pytest process (HarnessSession.worker_id)
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
     exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -83,11 +82,11 @@ class TestScope:
 
         Every client the harness builds or stamps gets its headers here, and only here.
         """
-        return attribution_headers(self.session, self.test_id, self.invocation, self.worker)
+        return attribution_headers(self.session, self.test_id, self.invocation)
 
     def attribution(self) -> Attribution:
         """The same, for a recording layer in this process (the remote kind's cassette)."""
-        return Attribution(self.test_id, self.invocation, self.session, self.worker)
+        return Attribution(self.test_id, self.invocation, self.session)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -107,9 +106,6 @@ class HarnessSession:
         self.worker = worker
         self._work_dir = Path(worker.work_dir) if worker else None
         self.id = worker.session if worker else uuid.uuid4().hex
-        # This process's own id: its tests run one after another (the stack's fallback for
-        # work that outlives a request relies on it, recording/context.py).
-        self.worker_id = uuid.uuid4().hex[:16]
         self.started = worker.started if worker else usage.now()
         self._sessions_dir = usage.default_sessions_dir()
         self._usage_log: Path | None = None
@@ -212,7 +208,7 @@ class HarnessSession:
 
     def begin_test(self, test_id: str, uses_stack: bool) -> TestScope:
         """The test `test_id` starts (its setup): requests from now on are filed under it."""
-        scope = TestScope(test_id, self.id, self.worker_id)
+        scope = TestScope(test_id, self.id)
         self.current = scope
         kind = self.lifecycle.kind
         if uses_stack and kind is not None:

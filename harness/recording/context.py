@@ -11,15 +11,17 @@ server process and in library mode.
 - ``X-Harness-Test-Id``: the pytest node id of the test making the request.
 - ``X-Harness-Test-Invocation``: unique per run of that test. Identical requests are counted,
   and ids numbered, per invocation, so a reused server replays a re-run test from the start.
-- ``X-Harness-Worker``: the pytest process running the test (one per xdist worker). Its tests
-  run one after another, so a test's work is over once its worker has moved on to the next.
 
-Work the stack does away from the request's context (a task made with a fresh context, a
-long-lived worker task made during an earlier test) still belongs to a test; see
-:func:`resolve_attribution`. A request filed under a test that way and not found in replay is
-looked for in the shared scope too, so periodic work that happened to run during a test (a
-model-list refresh) replays wherever it falls. Requests made outside any test (the stack's
-start-up model listing) are in the shared scope, whose requests are never counted.
+Work the stack does away from the request (a task, a thread, an executor's call) belongs to the
+test whose request started it, even once that test is over: a vector store's file batch is
+ingested in a task that may outlive the test that asked for it. Work handed to a long-lived
+worker through a queue belongs to the test that handed it over (recording/patch.py); work in a
+context that names no test (a task made with a fresh context), to the one test with a request
+in flight; see :func:`resolve_attribution`. A request filed under a test that way and not
+found in replay is looked for in the shared scope too, so periodic work that happened to run
+during a test (a model-list refresh) replays wherever it falls. Requests made outside any
+test (the stack's start-up model listing) are in the shared scope, whose requests are never
+counted.
 
 The middleware is also the one place where a recording fault becomes the stack's HTTP answer,
 for the reference stack and for stacks the harness did not write alike: a fault raised through
@@ -55,8 +57,7 @@ logger = logging.getLogger(__name__)
 SESSION_HEADER = "X-Harness-Session"
 TEST_ID_HEADER = "X-Harness-Test-Id"
 INVOCATION_HEADER = "X-Harness-Test-Invocation"
-WORKER_HEADER = "X-Harness-Worker"
-ATTRIBUTION_HEADERS = (SESSION_HEADER, TEST_ID_HEADER, INVOCATION_HEADER, WORKER_HEADER)
+ATTRIBUTION_HEADERS = (SESSION_HEADER, TEST_ID_HEADER, INVOCATION_HEADER)
 SHARED_TEST_ID = ""
 MAX_TRACKED_INVOCATIONS = 4096
 
@@ -83,13 +84,11 @@ class OccurrenceCounter:
 
 @dataclass(frozen=True)
 class Attribution:
-    """The session, test (pytest node id) and run of it (invocation id) a request belongs to,
-    and the pytest process (worker) that runs it."""
+    """The session, test (pytest node id) and run of it (invocation id) a request belongs to."""
 
     test_id: str
     invocation: str
     session: str = ""
-    worker: str = ""
     occurrences: OccurrenceCounter = field(
         default_factory=OccurrenceCounter, compare=False, repr=False
     )
@@ -132,14 +131,14 @@ class Invocations:
         self._limit = limit
         self._known: OrderedDict[tuple[str, str, str], Attribution] = OrderedDict()
 
-    def get(self, session: str, test_id: str, invocation: str, worker: str = "") -> Attribution:
+    def get(self, session: str, test_id: str, invocation: str) -> Attribution:
         if not test_id:
             return SHARED
         key = (session, test_id, invocation)
         with self._lock:
             found = self._known.get(key)
             if found is None:
-                found = self._known[key] = Attribution(test_id, invocation, session, worker)
+                found = self._known[key] = Attribution(test_id, invocation, session)
                 while len(self._known) > self._limit:
                     self._known.popitem(last=False)
             else:
@@ -148,17 +147,11 @@ class Invocations:
 
 
 class InFlight:
-    """Which test invocations have a request in flight in this process, which started one
-    last, and which is the newest of each worker's."""
+    """Which test invocations have a request in flight in this process."""
 
-    def __init__(self, limit: int = MAX_TRACKED_INVOCATIONS) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Attribution, int] = {}
-        self._latest: Attribution | None = None
-        self._served: OrderedDict[Attribution, None] = OrderedDict()  # bounded, oldest first
-        # (session, worker) -> the newest invocation that worker has sent a request for
-        self._newest: OrderedDict[tuple[str, str], Attribution] = OrderedDict()
-        self._limit = limit
 
     @contextmanager
     def serving(self, attribution: Attribution) -> Iterator[None]:
@@ -167,17 +160,6 @@ class InFlight:
             return
         with self._lock:
             self._counts[attribution] = self._counts.get(attribution, 0) + 1
-            self._latest = attribution
-            self._served[attribution] = None
-            self._served.move_to_end(attribution)
-            while len(self._served) > self._limit:
-                self._served.popitem(last=False)
-            if attribution.worker:
-                lane = (attribution.session, attribution.worker)
-                self._newest[lane] = attribution
-                self._newest.move_to_end(lane)
-                while len(self._newest) > self._limit:
-                    self._newest.popitem(last=False)
         try:
             yield
         finally:
@@ -192,33 +174,10 @@ class InFlight:
         with self._lock:
             return attribution in self._counts
 
-    def is_finished(self, attribution: Attribution) -> bool:
-        """Its test is over, so a context that still carries it is an old one.
-
-        Known for a request that named its worker: that worker has since sent a request for
-        another test. Between its own requests a test may still be waiting on work it started
-        (a file batch the stack ingests in a task, polled for), which stays its own. Without a
-        worker: served here before, with no request in flight now."""
-        with self._lock:
-            if attribution.worker:
-                newest = self._newest.get((attribution.session, attribution.worker))
-                return newest is not None and newest != attribution
-            return attribution in self._served and attribution not in self._counts
-
-    def successor(self, attribution: Attribution) -> Attribution | None:
-        """The newest invocation of the worker that ran `attribution`, if it named one."""
-        with self._lock:
-            return self._newest.get((attribution.session, attribution.worker))
-
     def sole(self) -> Attribution | None:
         with self._lock:
             active = list(self._counts)
         return active[0] if len(active) == 1 else None
-
-    def latest_if_idle(self) -> Attribution | None:
-        """The invocation that started the last request, when no request is in flight."""
-        with self._lock:
-            return self._latest if not self._counts else None
 
 
 # One per process: the fallback of current_attribution asks it (a stack process serves one
@@ -234,27 +193,17 @@ def current_attribution() -> Attribution:
 def resolve_attribution() -> tuple[Attribution, bool]:
     """The running code's attribution, and whether it was inferred rather than set.
 
-    Set: the context names a test that is not over (see `InFlight.is_finished`). Otherwise,
-    work that carries an older test's context (a connection or a worker task made during that
-    test) belongs to the test its worker runs now; failing that (a request that named no
-    worker), to the one test with a request in flight, or, when none is, to the test that made
-    the last request. Work with no test in its context belongs to the one test in flight, else
-    to nobody (the shared scope).
+    Set: the context names a test, the one whose request started this work, over or not (a
+    job that outlives its test is still its job; filing it under whichever test runs when it
+    calls out would depend on timing). Inferred: work with no test in its context belongs to
+    the one test with a request in flight, else to nobody (the shared scope).
     """
     attribution = _current.get()
-    if not attribution.is_shared and not IN_FLIGHT.is_finished(attribution):
-        return attribution, False  # in flight, or set by code that is not a served request
-    if not attribution.is_shared and attribution.worker:
-        successor = IN_FLIGHT.successor(attribution)
-        if successor is not None and successor != attribution:
-            return successor, True
+    if not attribution.is_shared:
+        return attribution, False
     sole = IN_FLIGHT.sole()
     if sole is not None:
-        return sole, sole != attribution
-    if not attribution.is_shared:
-        latest = IN_FLIGHT.latest_if_idle()
-        if latest is not None and latest != attribution:
-            return latest, True
+        return sole, True
     return attribution, False
 
 
@@ -290,14 +239,9 @@ def note_fault(fault: Fault) -> None:
         faults.append(fault)
 
 
-def attribution_headers(
-    session: str, test_id: str, invocation: str, worker: str = ""
-) -> dict[str, str]:
+def attribution_headers(session: str, test_id: str, invocation: str) -> dict[str, str]:
     """The headers a client sends so the stack files its provider traffic under the test."""
-    headers = {SESSION_HEADER: session, TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
-    if worker:
-        headers[WORKER_HEADER] = worker
-    return headers
+    return {SESSION_HEADER: session, TEST_ID_HEADER: test_id, INVOCATION_HEADER: invocation}
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: str) -> str:
@@ -329,8 +273,7 @@ class AttributionMiddleware:
         invocation = _header(headers, INVOCATION_HEADER)
         if test_id and not invocation:
             invocation = uuid.uuid4().hex
-        worker = _header(headers, WORKER_HEADER)
-        attribution = self._invocations.get(session, test_id, invocation, worker)
+        attribution = self._invocations.get(session, test_id, invocation)
         faults: list[Fault] = []
         token = _faults.set(faults)
         started = answered = False

@@ -171,6 +171,28 @@ def test_work_a_test_left_running_stays_its_own_while_another_worker_asks(
     assert filed(project)["/v1/embeddings"] == ["test_batch.py::test_a_batch_outlives_its_request"]
 
 
+BATCH_OUTLIVING_ITS_TEST = """
+def test_a_batch_left_running(http_client):
+    body = {"model": "all-minilm:l6-v2", "input": ["a batch left behind"], "delay": 0.3}
+    assert http_client.post("/v1/batches", json=body).json()["status"] == "in_progress"
+
+
+def test_the_next_test_asks_while_it_runs(http_client):
+    assert http_client.post("/v1/hold", json={"seconds": 1.0}).status_code == 200
+"""
+
+
+def test_work_that_outlives_its_test_stays_that_tests(project, fake_provider, monkeypatch):
+    recorded, replayed = record_then_replay(
+        project, fake_provider, monkeypatch, "stack_detached_tasks.py", "test_left",
+        BATCH_OUTLIVING_ITS_TEST,
+    )  # fmt: skip
+
+    same_outcomes(recorded, replayed, passed=2)
+    # Not the test in flight when the batch called out: that would depend on timing.
+    assert filed(project)["/v1/embeddings"] == ["test_left.py::test_a_batch_left_running"]
+
+
 WORKER_TOOL_TESTS = """
 import pytest
 
