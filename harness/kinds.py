@@ -18,6 +18,7 @@ target gets is decided once, by :func:`kind_for`, from the resolved stack comman
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,24 @@ class Gone:
         return f"{self.what} during the run" + (f"; see {self.log}" if self.log else "")
 
 
+_PLAIN_LOCK = type(threading.Lock())
+
+
+def reentrant_pool(transport: Any) -> Any:
+    """`transport`, its connection pool's lock made reentrant where it is a plain lock.
+
+    Every client of a session shares one transport, so a streamed response one test dropped
+    unread may be finalized by the garbage collector while another request holds the pool's
+    lock on the same thread: its close takes that lock again, and httpcore's plain
+    `threading.Lock` hangs the run for good (encode/httpcore#990; Llama Stack's own suite hit
+    it through the harness). httpx2's pool already takes an RLock. The lock is private, so a
+    pool shaped otherwise is left as it is."""
+    lock = getattr(getattr(transport, "_pool", None), "_optional_thread_lock", None)
+    if isinstance(getattr(lock, "_lock", None), _PLAIN_LOCK):
+        lock._lock = threading.RLock()  # type: ignore[union-attr]
+    return transport
+
+
 class StackKind:
     """The interface; the base's answers are those of a stack with nothing to watch."""
 
@@ -75,7 +94,8 @@ class StackKind:
 
     def transport(self, lib: Any) -> Any:
         limits = {} if self.keepalive else {"limits": lib.Limits(max_keepalive_connections=0)}
-        return lib.HTTPTransport(verify=self.base_url.startswith("https:"), **limits)
+        verify = self.base_url.startswith("https:")
+        return reentrant_pool(lib.HTTPTransport(verify=verify, **limits))
 
     def async_transport(self, lib: Any) -> Any | None:
         return None

@@ -162,3 +162,31 @@ def test_clients_a_test_builds_are_filed_under_it_through_a_server(project):
 
     result.assert_outcomes(passed=4)
     assert _filed_under(project.path / "recordings") == EXPECTED
+
+
+def test_a_dropped_stream_closed_while_the_shared_pool_is_busy_does_not_hang(fake_provider):
+    from harness.kinds import reentrant_pool
+
+    # The session's one transport, as every client of a session shares it.
+    transport = reentrant_pool(httpx.HTTPTransport())
+    client = httpx.Client(transport=transport, base_url=fake_provider.base_url)
+    body = {"model": "llama3.2:3b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    dropped = client.send(
+        client.build_request("POST", "/v1/chat/completions", json=body), stream=True
+    )
+    chunks = dropped.iter_raw()
+    next(chunks)  # read in part, then left: a test that stopped early
+    closed = threading.Event()
+
+    def collected_mid_request() -> None:
+        # Where the garbage collector may finalize it: on a thread that holds the pool's lock,
+        # inside another request (Llama Stack's suite hung there, encode/httpcore#990).
+        with transport._pool._optional_thread_lock:
+            chunks.close()  # as finalizing the dropped generator does
+        closed.set()
+
+    threading.Thread(target=collected_mid_request, daemon=True).start()
+    # On failure the client is left open: closing it would wait on the lock for good.
+    assert closed.wait(10), "closing the dropped stream deadlocked on the pool's lock"
+    assert client.post("/v1/chat/completions", json={**body, "stream": False}).status_code == 200
+    client.close()
