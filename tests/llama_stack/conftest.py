@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# The scenario modules are run by test_llama_stack_scenarios.py in a session of their own.
-collect_ignore = ["scenarios"]
+# The scenario modules are run by test_llama_stack_scenarios.py in a session of their own, and
+# own_suite is the glue test_llama_stack_own_suite.py puts into Llama Stack's own suite.
+collect_ignore = ["scenarios", "own_suite"]
 
 # flavour -> the variable naming its executable, and what .ci/run installs there
 BINARIES = {
