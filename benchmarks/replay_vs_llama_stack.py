@@ -42,6 +42,9 @@ the server, for Llama Stack's) to its end, server start and stop included:
 
 `--shared-llama` adds a row Llama Stack's own suite cannot have: its recorder with `-n 2` on the
 one server this script starts, to tell what two workers can gain on this machine at all.
+`--two-servers` adds the most any recorder can get from two cores: two `llama stack run` with
+Llama Stack's recorder, each on its own port and stores, each serving half the model matrix to
+a serial session of its own, at once (the tests that take no model run in both halves).
 
 During replay the recording provider is stopped; the stack's provider URL points at a fresh fake
 provider that should never be called, so every run checks that replay reached no provider (its
@@ -77,8 +80,9 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -459,6 +463,31 @@ def run_llama_recorder(
     )
 
 
+def run_llama_pair(bench: Bench, part: Part, mode: str, provider_url: str) -> Outcome:
+    """Two of `run_llama_recorder` at once, each with half the text models; the wall-clock
+    time of both together."""
+    half = len(bench.text_models) // 2
+    halves = [bench.text_models[:half], bench.text_models[half:]]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(
+            lambda models: run_llama_recorder(
+                replace(bench, text_models=models), part, mode, provider_url
+            ),
+            halves,
+        )
+    return Outcome(
+        part=part.name,
+        seconds=time.perf_counter() - started,
+        healthy=max(a.healthy, b.healthy) if a.healthy and b.healthy else None,
+        outcomes={**a.outcomes, **b.outcomes},
+        misses=a.misses + b.misses,
+        missed=a.missed + b.missed,
+        returncode=a.returncode or b.returncode,
+        output=a.output + b.output,
+    )
+
+
 def run_harness(bench: Bench, part: Part, mode: str, provider_url: str, workers: int) -> Outcome:
     """The part with the harness starting `llama stack run` and recording inside it."""
     port = free_port()
@@ -504,8 +533,10 @@ RECORDERS: dict[str, Recorder] = {
 }
 # Not a run Llama Stack's own suite can make; for telling the machine's limits from the harness's.
 SHARED_LLAMA = "Llama Stack's recorder, -n 2 on one server we start"
+TWO_SERVERS = "Llama Stack's recorder, two servers at once, half the models each"
 EXTRA: dict[str, Recorder] = {
     SHARED_LLAMA: lambda b, p, m, u: run_llama_recorder(b, p, m, u, 2),
+    TWO_SERVERS: run_llama_pair,
 }
 PEER = "Llama Stack's recorder, serial"
 TARGETS = {"stack-harness, serial": 1.0, "stack-harness, -n 2": 0.6}
@@ -568,6 +599,11 @@ def main() -> None:
         action="store_true",
         help="also time Llama Stack's recorder with -n 2 on one server this script starts",
     )
+    parser.add_argument(
+        "--two-servers",
+        action="store_true",
+        help="also time two Llama Stack servers at once, each with half the model matrix",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
 
@@ -599,7 +635,11 @@ def main() -> None:
             if not run.recorded_cleanly()
             for line in describe_failures(f"record, {recorder}", run, replay=False)
         ]
-        timed = [*RECORDERS, *([SHARED_LLAMA] if args.shared_llama else [])]
+        timed = [
+            *RECORDERS,
+            *([SHARED_LLAMA] if args.shared_llama else []),
+            *([TWO_SERVERS] if args.two_servers else []),
+        ]
         replays: dict[str, list[Run]] = {name: [] for name in timed}
         loads = [os.getloadavg()[0]]
         for _ in range(args.runs):
