@@ -170,10 +170,6 @@ class InFlight:
                 else:
                     del self._counts[attribution]
 
-    def is_active(self, attribution: Attribution) -> bool:
-        with self._lock:
-            return attribution in self._counts
-
     def sole(self) -> Attribution | None:
         with self._lock:
             active = list(self._counts)
