@@ -56,20 +56,46 @@ class Gone:
 
 
 _PLAIN_LOCK = type(threading.Lock())
+_REENTRANT_LOCK = type(threading.RLock())
 
 
 def reentrant_pool(transport: Any) -> Any:
-    """`transport`, its connection pool's lock made reentrant where it is a plain lock.
+    """`transport`, with its connection pool safe against a stream closed from a finalizer.
 
     Every client of a session shares one transport, so a streamed response one test dropped
-    unread may be finalized by the garbage collector while another request holds the pool's
-    lock on the same thread: its close takes that lock again, and httpcore's plain
-    `threading.Lock` hangs the run for good (encode/httpcore#990; Llama Stack's own suite hit
-    it through the harness). httpx2's pool already takes an RLock. The lock is private, so a
-    pool shaped otherwise is left as it is."""
-    lock = getattr(getattr(transport, "_pool", None), "_optional_thread_lock", None)
-    if isinstance(getattr(lock, "_lock", None), _PLAIN_LOCK):
+    unread may be finalized by the garbage collector in the middle of another request's pass
+    over the pool, on the same thread. Its close takes the pool's lock again: with httpcore's
+    plain `threading.Lock` the run hangs for good (encode/httpcore#990; Llama Stack's own
+    suite hit it through the harness). An RLock alone is not enough: the close then runs its
+    own pass inside the outer one, and the outer one removes a connection the inner one
+    already removed (`ValueError`, seen as a connection error). So the lock is made reentrant
+    and a pass started inside a pass is put off until the outer one ends. Both are private
+    attributes (httpx2's pool has the RLock already): a pool shaped otherwise is left as it is."""
+    pool = getattr(transport, "_pool", None)
+    lock = getattr(pool, "_optional_thread_lock", None)
+    assign = getattr(pool, "_assign_requests_to_connections", None)
+    inner = getattr(lock, "_lock", None)
+    if not isinstance(inner, (_PLAIN_LOCK, _REENTRANT_LOCK)) or assign is None:
+        return transport
+    if isinstance(inner, _PLAIN_LOCK):
         lock._lock = threading.RLock()  # type: ignore[union-attr]
+    state = {"depth": 0, "put_off": False}  # guarded by the pool's lock, held by every pass
+
+    def one_pass_at_a_time() -> list[Any]:
+        if state["depth"]:
+            state["put_off"] = True
+            return []
+        state["depth"] += 1
+        try:
+            closing = assign()
+            while state["put_off"]:
+                state["put_off"] = False
+                closing += assign()
+            return closing
+        finally:
+            state["depth"] -= 1
+
+    pool._assign_requests_to_connections = one_pass_at_a_time  # type: ignore[union-attr]
     return transport
 
 

@@ -9,6 +9,7 @@ import sys
 import threading
 
 import httpx
+import pytest
 import requests
 
 from tests.support.processes import free_port
@@ -164,12 +165,16 @@ def test_clients_a_test_builds_are_filed_under_it_through_a_server(project):
     assert _filed_under(project.path / "recordings") == EXPECTED
 
 
-def test_a_dropped_stream_closed_while_the_shared_pool_is_busy_does_not_hang(fake_provider):
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_a_dropped_stream_closed_while_the_shared_pool_is_busy_does_not_hang(
+    fake_provider, library
+):
     from harness.kinds import reentrant_pool
 
+    lib = pytest.importorskip(library)
     # The session's one transport, as every client of a session shares it.
-    transport = reentrant_pool(httpx.HTTPTransport())
-    client = httpx.Client(transport=transport, base_url=fake_provider.base_url)
+    transport = reentrant_pool(lib.HTTPTransport())
+    client = lib.Client(transport=transport, base_url=fake_provider.base_url)
     body = {"model": "llama3.2:3b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     dropped = client.send(
         client.build_request("POST", "/v1/chat/completions", json=body), stream=True
@@ -189,4 +194,41 @@ def test_a_dropped_stream_closed_while_the_shared_pool_is_busy_does_not_hang(fak
     # On failure the client is left open: closing it would wait on the lock for good.
     assert closed.wait(10), "closing the dropped stream deadlocked on the pool's lock"
     assert client.post("/v1/chat/completions", json={**body, "stream": False}).status_code == 200
+    client.close()
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_a_dropped_stream_finalized_in_the_middle_of_the_next_requests_pass_over_the_pool(
+    fake_provider, library
+):
+    from harness.kinds import reentrant_pool
+
+    lib = pytest.importorskip(library)
+    transport = reentrant_pool(lib.HTTPTransport())
+    client = lib.Client(transport=transport, base_url=fake_provider.base_url)
+    body = {"model": "llama3.2:3b", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    dropped = client.send(
+        client.build_request("POST", "/v1/chat/completions", json=body), stream=True
+    )
+    chunks = dropped.iter_raw()
+    next(chunks)  # read in part, then left
+    (connection,) = transport._pool._connections
+    checked = connection.is_closed
+
+    def collected_here() -> bool:
+        # The collector finalizing the dropped stream at an allocation inside the next
+        # request's pass over the pool's connections (the pass holds the pool's lock).
+        connection.is_closed = checked
+        chunks.close()
+        return checked()
+
+    connection.is_closed = collected_here
+    answers: list[int] = []
+    asked = threading.Thread(
+        target=lambda: answers.append(client.get("/v1/models").status_code), daemon=True
+    )
+    asked.start()
+    asked.join(10)
+    assert not asked.is_alive(), "the request deadlocked on the pool's lock"
+    assert answers == [200]  # not a ValueError from two passes removing one connection
     client.close()
