@@ -23,6 +23,7 @@ import json
 import math
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +34,16 @@ DEFAULT_MODELS = ["llama3.2:3b"]
 DEFAULT_EMBEDDING_MODELS = {"all-minilm:l6-v2": 384}
 RESET_MODEL = "fault:reset"
 STALL_MODEL = "fault:stall"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops its kept-alive connection (a stack shutting down) is no error of
+        # the provider's; anything else still prints its traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeProvider:
@@ -59,7 +70,7 @@ class FakeProvider:
         self.fail_stream_after = fail_stream_after
         self.stall_seconds = stall_seconds
         self.requests: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -72,8 +83,7 @@ class FakeProvider:
         class Handler(_Handler):
             provider = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
