@@ -78,7 +78,6 @@ import sys
 import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -96,6 +95,7 @@ from tests.fakes.provider import FakeProvider  # noqa: E402
 from tests.support.real_stack import (  # noqa: E402
     CLOSED,
     SCENARIO_PACKAGES,
+    junit_outcomes,
     made_tables,
     missing_packages,
     running_stack,
@@ -320,18 +320,8 @@ def fresh(parent: Path) -> Path:
 
 
 def outcomes(junit: Path) -> dict[str, str]:
-    """Test -> passed / failed / error / skipped, from a JUnit XML file."""
-    if not junit.is_file():
-        return {}
-    found: dict[str, str] = {}
-    for case in ET.parse(junit).iter("testcase"):
-        kinds = {child.tag for child in case}
-        outcome = next(
-            (name for tag, name in (("error", "error"), ("failure", "failed")) if tag in kinds),
-            "skipped" if "skipped" in kinds else "passed",
-        )
-        found[f"{case.get('classname')}::{case.get('name')}"] = outcome
-    return found
+    """Test -> passed / failed / error / skipped, from a JUnit XML file (none: no tests)."""
+    return junit_outcomes(junit) if junit.is_file() else {}
 
 
 @contextmanager

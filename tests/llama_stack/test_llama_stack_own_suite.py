@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from tests.support.real_stack import (
     CLOSED,
     SCENARIO_PACKAGES,
     fresh_stores,
+    junit_outcomes,
     missing_packages,
     tiktoken_cache,
 )
@@ -126,18 +126,6 @@ def _unpack_suite(sdist: Path, root: Path) -> None:
     shutil.copy(GLUE / "conftest.py", integration / "conftest.py")
 
 
-def _outcomes(junit: Path) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for case in ET.parse(junit).iter("testcase"):
-        kinds = {child.tag for child in case}
-        outcome = next(
-            (name for tag, name in (("error", "error"), ("failure", "failed")) if tag in kinds),
-            "skipped" if "skipped" in kinds else "passed",
-        )
-        found[f"{case.get('classname')}::{case.get('name')}"] = outcome
-    return found
-
-
 def _run(llama: str, root: Path, mode: str, env: dict[str, str], tiktoken: Path) -> SuiteRun:
     python = str(Path(llama).with_name("python"))
     out = root.parent / mode
@@ -174,7 +162,7 @@ def _run(llama: str, root: Path, mode: str, env: dict[str, str], tiktoken: Path)
     return SuiteRun(
         returncode=done.returncode,
         output=output,
-        outcomes=_outcomes(out / "junit.xml"),
+        outcomes=junit_outcomes(out / "junit.xml"),
         missed=misses.read_text().split() if misses.is_file() else [],
     )
 

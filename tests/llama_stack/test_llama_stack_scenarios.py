@@ -30,7 +30,6 @@ import shlex
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from tests.support.real_stack import (
     CLOSED,
     SCENARIO_PACKAGES,
     fresh_stores,
+    junit_outcomes,
     missing_packages,
     tiktoken_cache,
 )
@@ -107,16 +107,9 @@ class ScenarioRuns:
 
 def _outcomes(junit: Path) -> dict[str, str]:
     """`check_x.py::test_y[...]` -> passed / failed / error / skipped, from a JUnit XML file."""
-    outcomes: dict[str, str] = {}
-    for case in ET.parse(junit).iter("testcase"):
-        module = case.get("classname", "").rsplit(".", 1)[-1]
-        kinds = {child.tag for child in case}
-        outcome = next(
-            (name for tag, name in (("error", "error"), ("failure", "failed")) if tag in kinds),
-            "skipped" if "skipped" in kinds else "passed",
-        )
-        outcomes[f"{module}.py::{case.get('name')}"] = outcome
-    return outcomes
+    return junit_outcomes(
+        junit, lambda classname, name: f"{classname.rsplit('.', 1)[-1]}.py::{name}"
+    )
 
 
 def _short(node_id: str) -> str:

@@ -12,7 +12,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -137,3 +138,19 @@ def fresh_stores(tmp: Path, command: str, env: Mapping[str, str]) -> Path:
     stores = tmp / f"stores-{len(list(tmp.glob('stores-[0-9]*')))}"
     shutil.copytree(template, stores)
     return stores
+
+
+def junit_outcomes(
+    junit: Path, node: Callable[[str, str], str] = lambda classname, name: f"{classname}::{name}"
+) -> dict[str, str]:
+    """Test -> passed / failed / error / skipped, from a JUnit XML file; `node` names each test
+    from its classname and name."""
+    found: dict[str, str] = {}
+    for case in ET.parse(junit).iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcome = next(
+            (name for tag, name in (("error", "error"), ("failure", "failed")) if tag in kinds),
+            "skipped" if "skipped" in kinds else "passed",
+        )
+        found[node(case.get("classname", ""), case.get("name", ""))] = outcome
+    return found
