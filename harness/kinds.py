@@ -110,7 +110,9 @@ class StackKind:
     holds_process = False  # a process that SIGTERM to pytest must still stop
     routes_clients = False  # clients a test builds must be routed to it (no socket)
 
-    def open(self) -> str:
+    def open(self, cancelled: Callable[[], bool] | None = None) -> str:
+        """Start, share or adopt the stack; its base URL. `cancelled` is asked while it waits
+        (opening in the background): once true, it undoes what it did and raises."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -162,7 +164,7 @@ class LibraryKind(StackKind):
     def base_url(self) -> str:
         return self._stack.base_url
 
-    def open(self) -> str:
+    def open(self, cancelled: Callable[[], bool] | None = None) -> str:
         from harness.inprocess import InProcessStack
         from harness.stack.app import create_app
 
@@ -212,7 +214,7 @@ class RemoteKind(StackKind):
     def base_url(self) -> str:
         return self.url
 
-    def open(self) -> str:
+    def open(self, cancelled: Callable[[], bool] | None = None) -> str:
         self.origin = f"using the stack at {self.url} (recorded at the client layer)"
         return self.url
 

@@ -157,7 +157,7 @@ class ServerKind(StackKind):
 
     # -- opening ----------------------------------------------------------------------------
 
-    def open(self) -> str:
+    def open(self, cancelled: Callable[[], bool] | None = None) -> str:
         if self.worker is not None:
             self._base_url, self.port = self.worker.base_url, self.worker.port
             if self.worker.pid is not None:
@@ -184,6 +184,7 @@ class ServerKind(StackKind):
             signature=self.signature(recording),
             reuse_unknown=recording.mode is Mode.LIVE,
             before_start=self.before_start,
+            cancelled=cancelled,
         )
         try:
             lease = server.acquire(spec)

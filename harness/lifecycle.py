@@ -5,11 +5,19 @@ every kind of stack (`harness.kinds`): a base URL and a transport per client lib
 that failed to start fails the same way every time it is asked for, without a second try. A
 stack found gone during the run is remembered, so the session says so once. This module knows
 pytest only through the `announce` callback it is given.
+
+A server takes seconds to start, and so does collecting a large suite or booting xdist
+workers; :meth:`StackLifecycle.begin` starts opening the stack in a thread so the two overlap,
+and :meth:`StackLifecycle.stack` then waits for it. What the thread finds is handed over only
+in the caller's thread (announced, raised), so the session sees the same stack, or the same
+error, as if it had opened it itself; a session that ends first cancels the start and stops
+what it started.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -118,6 +126,41 @@ class StackHandle:
         self._transports.clear()
 
 
+class _Opening:
+    """`kind.open()` running in a thread: its base URL, or what it raised, once it is done."""
+
+    def __init__(self, kind: StackKind, done: Callable[[str | None, str | None], None] | None):
+        self.kind = kind
+        self.base_url: str | None = None
+        self.error: BaseException | None = None
+        self._done = done
+        self._cancel = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stack-harness-open", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.base_url = self.kind.open(self._cancel.is_set)
+        except BaseException as exc:  # handed to the caller's thread, which raises it there
+            self.error = exc
+        if self._done is not None:
+            self._done(self.base_url, None if self.error is None else str(self.error))
+
+    def result(self) -> str:
+        """Wait for it; its base URL, or raise what it raised."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.base_url is not None
+        return self.base_url
+
+    def cancel(self) -> str | None:
+        """Stop it and wait; the base URL if it had opened the stack all the same."""
+        self._cancel.set()
+        self.thread.join()
+        return self.base_url if self.error is None else None
+
+
 class StackLifecycle:
     """Holds the session's stack from its first use to the end of the session."""
 
@@ -130,10 +173,35 @@ class StackLifecycle:
         self.gone_reported = False  # the first test it broke has said so
         self.ending = ""  # what became of the stack at the end, for the summary
         self.used = False  # opened, or tried to, at some point of the session
+        self._opening: _Opening | None = None
 
     @property
     def opened(self) -> bool:
         return self._handle is not None
+
+    @property
+    def opening(self) -> bool:
+        """Begun in the background and not yet handed over."""
+        return self._opening is not None
+
+    def begin(self, done: Callable[[str | None, str | None], None] | None = None) -> None:
+        """Start opening the stack in a thread; `done(base_url, error)` is called from it at
+        the end (for xdist workers, which learn of the stack from a file). Once only."""
+        if self._handle is not None or self.start_error is not None or self._opening:
+            return
+        assert self.kind is not None, "no stack target"
+        self.used = True
+        self._opening = _Opening(self.kind, done)
+
+    def cancel_opening(self) -> None:
+        """Stop a background start no test turned out to need, as if it was never begun."""
+        if self._opening is None:
+            return
+        opening, self._opening = self._opening, None
+        if opening.cancel() is not None:
+            assert self.kind is not None
+            self.kind.close()
+        self.used = False
 
     @property
     def base_url(self) -> str | None:
@@ -147,8 +215,11 @@ class StackLifecycle:
             raise self.start_error
         assert self.kind is not None, "no stack target"
         self.used = True
+        if self._opening is not None:
+            self._opening.thread.join()  # interrupted here, close() still cancels it
+        opening, self._opening = self._opening, None
         try:
-            base_url = self.kind.open()
+            base_url = opening.result() if opening is not None else self.kind.open()
         except StackStartError as exc:
             self.start_error = exc
             raise
@@ -174,6 +245,12 @@ class StackLifecycle:
 
     def close(self) -> str:
         """Stop what this session started, let go of what it shares; say which. Idempotent."""
+        if self._opening is not None:  # the session ended before it needed the stack
+            opening, self._opening = self._opening, None
+            base_url = opening.cancel()
+            if base_url is not None:
+                assert self.kind is not None
+                self._handle = StackHandle(self.kind, base_url, self.gone)
         if self._handle is None:
             return ""
         self._handle.close()

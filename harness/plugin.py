@@ -36,7 +36,7 @@ SKIP_MESSAGE = (
 )
 STACK_FIXTURE = "_harness_stack"
 
-_SESSION = pytest.StashKey[HarnessSession]()
+SESSION = pytest.StashKey[HarnessSession]()
 _COLLECTION = pytest.StashKey[Collection]()
 _ENDING = pytest.StashKey[Ending]()
 _SCOPE = pytest.StashKey[TestScope]()
@@ -47,9 +47,11 @@ _STOOD_ASIDE = pytest.StashKey[list[str]]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from harness import hookspecs
+    from harness import hookspecs, model_fixtures
 
     pluginmanager.add_hookspecs(hookspecs)
+    if not pluginmanager.is_registered(model_fixtures):
+        pluginmanager.register(model_fixtures, "stack_harness.model_fixtures")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -80,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     options = resolve(config)
     session = HarnessSession(options, partial(reporting.announce, config), _worker_data(config))
-    config.stash[_SESSION] = session
+    config.stash[SESSION] = session
     config.stash[_COLLECTION] = Collection()
     config.add_cleanup(session.close)  # for a session pytest ends before sessionfinish
 
@@ -91,7 +93,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
             "stack-harness: standing aside for this session: the project's conftest defines "
             f"{', '.join(config.stash[_STOOD_ASIDE])} itself"
         )
-    session = config.stash.get(_SESSION, None)
+    session = config.stash.get(SESSION, None)
     if session is None or session.options.target is None:
         return None
     options = session.options
@@ -105,17 +107,17 @@ def _session(config: pytest.Config) -> HarnessSession:
     """The session, for a fixture; skips when the harness stands aside."""
     if _STOOD_ASIDE in config.stash:
         pytest.skip("stack-harness stands aside in this session: the project's conftest owns it")
-    return config.stash[_SESSION]
+    return config.stash[SESSION]
 
 
-def _options(config: pytest.Config) -> HarnessOptions:
+def options_of(config: pytest.Config) -> HarnessOptions:
     return _session(config).options
 
 
 def _stack(config: pytest.Config) -> StackHandle:
     """The session's stack. One the user asked for that cannot start ends the session; the
     project's default target (ini) that cannot start fails only the tests that need it."""
-    session = config.stash[_SESSION]
+    session = config.stash[SESSION]
     first = session.lifecycle.start_error is None
     try:
         return session.stack()
@@ -133,7 +135,7 @@ def _uses_stack(item: pytest.Item) -> bool:
 
 
 def _server_wanted_now(config: pytest.Config) -> bool:
-    session = config.stash.get(_SESSION, None)
+    session = config.stash.get(SESSION, None)
     return (
         session is not None
         and session.lifecycle.kind is not None
@@ -145,7 +147,7 @@ def _server_wanted_now(config: pytest.Config) -> bool:
 
 def _open_early(config: pytest.Config) -> None:
     """Start the stack before the tests run (its messages precede the progress)."""
-    session = config.stash[_SESSION]
+    session = config.stash[SESSION]
     try:
         session.stack()
     except StackStartError as exc:
@@ -156,14 +158,32 @@ def _open_early(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # An xdist controller starts the server before its workers exist, to share it with them.
-    if _server_wanted_now(session.config) and session.config.pluginmanager.has_plugin("dsession"):
+    # The server starts in the background: while pytest collects, or while an xdist
+    # controller's workers boot (they learn of it from a file, being made before it is up).
+    # A target from the ini file is started only once a collected test needs it: it may be
+    # there for some of the project's tests, not for this session's.
+    config = session.config
+    if not _server_wanted_now(config):
+        return
+    harness = config.stash[SESSION]
+    if config.pluginmanager.has_plugin("dsession"):
+        harness.begin_stack(for_workers=True)
+    elif harness.options.target_source is not TargetSource.INI:
+        harness.begin_stack()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    # An xdist controller collects nothing: its server is handed over before the tests run.
+    harness = session.config.stash.get(SESSION, None)
+    if harness is not None and harness.lifecycle.opening:
         _open_early(session.config)
+    return (yield)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    session = node.config.stash.get(_SESSION, None)
+    session = node.config.stash.get(SESSION, None)
     if session is not None and session.options.target is not None:
         node.workerinput[WORKER_KEY] = session.worker_data().to_dict()
 
@@ -173,7 +193,7 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Any:
-    session = item.config.stash.get(_SESSION, None)
+    session = item.config.stash.get(SESSION, None)
     if session is not None:
         item.stash[_SCOPE] = session.begin_test(item.nodeid, _uses_stack(item))
     return (yield)
@@ -183,7 +203,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
 def pytest_runtest_setup_on_a_gone_stack(item: pytest.Item) -> None:
     # Not in the wrapper: failing before its yield would skip every other plugin's setup
     # wrapper too, and their teardowns then fail on what their setup never stored.
-    session = item.config.stash.get(_SESSION, None)
+    session = item.config.stash.get(SESSION, None)
     gone = session.lifecycle.gone() if session is not None and _uses_stack(item) else None
     if gone is not None:
         pytest.fail(f"stack-harness: {gone.message().splitlines()[0]}", pytrace=False)
@@ -194,7 +214,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         return (yield)
     finally:
-        session = item.config.stash.get(_SESSION, None)
+        session = item.config.stash.get(SESSION, None)
         scope = item.stash.get(_SCOPE, None)
         if session is not None and scope is not None:
             session.end_test(scope)
@@ -203,7 +223,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Before the terminal summary (a hook wrapper that writes after us), so it can say what
     # happened to the stack. Workers leave their controller's server alone.
-    harness = session.config.stash.get(_SESSION, None)
+    harness = session.config.stash.get(SESSION, None)
     if harness is None:
         return
     harness.close()
@@ -220,7 +240,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def _harness_stack(pytestconfig: pytest.Config) -> StackHandle:
-    if _options(pytestconfig).target is None:
+    if options_of(pytestconfig).target is None:
         pytest.skip(SKIP_MESSAGE)
     return _stack(pytestconfig)
 
@@ -279,7 +299,7 @@ def ogx_client(pytestconfig: pytest.Config, _harness_stack: StackHandle) -> Any:
 @pytest.fixture(scope="session")
 def stack_config(pytestconfig: pytest.Config) -> StackTarget:
     """The parsed `--stack-config` target (skips the test when none is given)."""
-    target = _options(pytestconfig).target
+    target = options_of(pytestconfig).target
     if target is None:
         pytest.skip(SKIP_MESSAGE)
     return target
@@ -300,50 +320,7 @@ def stack_run_config(pytestconfig: pytest.Config, stack_config: StackTarget) -> 
 
 @pytest.fixture(scope="session")
 def inference_mode(pytestconfig: pytest.Config) -> str:
-    return _options(pytestconfig).mode.value
-
-
-# The model fixtures run a test once per model given for their kind (pytest_generate_tests);
-# these bodies run only when no model of the kind is known.
-MODEL_FIXTURES = {
-    "text_model_id": ("text", "txt"),
-    "vision_model_id": ("vision", "vis"),
-    "embedding_model_id": ("embedding", "emb"),
-}
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    session = metafunc.config.stash.get(_SESSION, None)
-    if session is None:
-        return
-    for fixture, (kind, prefix) in MODEL_FIXTURES.items():
-        models = session.options.models[kind]
-        if fixture in metafunc.fixturenames and models:
-            ids = [f"{prefix}={model}" for model in models]
-            metafunc.parametrize(fixture, models, ids=ids, scope="session")
-
-
-@pytest.fixture(scope="session")
-def text_model_id() -> str:
-    pytest.skip("no text model for this setup: pass --text-model")
-
-
-@pytest.fixture(scope="session")
-def vision_model_id() -> str:
-    pytest.skip("no vision model for this setup: pass --vision-model")
-
-
-@pytest.fixture(scope="session")
-def embedding_model_id() -> str:
-    pytest.skip("no embedding model for this setup: pass --embedding-model")
-
-
-@pytest.fixture(scope="session")
-def embedding_dimension(pytestconfig: pytest.Config) -> int:
-    dimension = _options(pytestconfig).embedding_dimension
-    if dimension is None:
-        pytest.skip("no embedding dimension for this setup: pass --embedding-dimension")
-    return dimension
+    return options_of(pytestconfig).mode.value
 
 
 # -- reporting --------------------------------------------------------------------------------
@@ -352,7 +329,7 @@ def embedding_dimension(pytestconfig: pytest.Config) -> int:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    session = item.config.stash.get(_SESSION, None)
+    session = item.config.stash.get(SESSION, None)
     scope = item.stash.get(_SCOPE, None)
     if session is None or scope is None:
         return report
@@ -367,7 +344,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    session = config.stash.get(_SESSION, None)
+    session = config.stash.get(SESSION, None)
     if session is None or session.options.suite is None:
         return
     roots = [(config.rootpath / root).resolve() for root in session.options.suite.roots]
@@ -392,8 +369,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if collection is None:
         return
     collection.node_ids.update(item.nodeid for item in session.items)
-    if any(_uses_stack(item) for item in session.items) and _server_wanted_now(session.config):
+    harness = session.config.stash[SESSION]
+    interrupted = session.testsfailed and not session.config.option.continue_on_collection_errors
+    needed = any(_uses_stack(item) for item in session.items) and not interrupted
+    if needed and _server_wanted_now(session.config):
         _open_early(session.config)
+    elif harness.lifecycle.opening:  # begun at session start; no test will use it
+        harness.lifecycle.cancel_opening()
 
 
 @pytest.hookimpl(optionalhook=True)

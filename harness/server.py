@@ -24,13 +24,12 @@ is owned by the lease it returns, not by this module: the caller releases it.
 
 from __future__ import annotations
 
-import enum
 import logging
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from harness.processes import (
     listener_of,
     stop_process_group,
 )
+from harness.server_lease import Origin, ServerLease
 from harness.serverstate import (
     log_path_for,
     port_lock,
@@ -63,6 +63,16 @@ from harness.serverstate import (
     write_state,
 )
 from harness.targets import PortRule
+
+__all__ = [
+    "Origin",
+    "PortTaken",
+    "ServerLease",
+    "ServerSpec",
+    "StackServerError",
+    "StartCancelled",
+    "acquire",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +85,8 @@ class PortTaken(StackServerError):
     """The port holds something this session may not use (it may move to another port)."""
 
 
-class Origin(enum.StrEnum):
-    STARTED = "started"  # this process started it
-    SHARED = "shared"  # another harness session started it; we hold a reference
-    EXTERNAL = "external"  # running before any harness session held it; never stopped
+class StartCancelled(StackServerError):
+    """The session ended (Ctrl-C, SIGTERM) while its server was still being started."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,9 @@ class ServerSpec:
     # settings are unknown, so only a session that records nothing (live) may use it.
     reuse_unknown: bool = False
     before_start: Callable[[int], None] | None = None  # under the port lock, just before
+    # Asked while waiting for a lock or for the server to be healthy: a session that starts
+    # its server in the background and ends meanwhile stops the start, and what it started.
+    cancelled: Callable[[], bool] | None = None
 
     def argv(self, port: int) -> list[str]:
         return list(self.command(port) if callable(self.command) else self.command)
@@ -114,82 +125,35 @@ class ServerSpec:
         return f"http://{self.host}:{port}"
 
 
-@dataclass
-class ServerLease:
-    """A hold on a running stack server; `release()` stops it if we were the last holder.
-
-    A lease on a server this process started owns its `Popen` (to reap it and read how it
-    ended); nothing else in the process keeps a reference to it.
-    """
-
-    port: int
-    base_url: str
-    origin: Origin
-    server: ProcessId | None
-    log_path: Path | None
-    _directory: Path
-    _holder: ProcessId
-    process: subprocess.Popen[bytes] | None = None
-    note: str = ""  # why the server is not on the port that was asked for, if it is not
-    released: bool = False
-
-    @property
-    def pid(self) -> int | None:
-        return self.server.pid if self.server is not None else None
-
-    def exit_description(self) -> str:
-        """How the server process ended: its exit code or signal when we started it."""
-        code = self.process.poll() if self.process is not None else None
-        return describe_exit(code)
-
-    def release(self) -> str:
-        """Let go of the server; stop it if we were the last holder. Says what happened."""
-        if self.released:
-            return "already released"
-        self.released = True
-        if self.origin is Origin.EXTERNAL or self.server is None:
-            return (
-                f"left the stack on port {self.port} running (it was started outside the harness)"
-            )
-        pid = self.server.pid
-        with port_lock(self._directory, self.port, timeout=STOP_GRACE_SECONDS * 4):
-            state = read_state(self._directory, self.port)
-            if state is None or not self.server.same(serverstate.server_of(state)):
-                # The state is gone (e.g. removed by hand): still stop what we know of.
-                if self.origin is Origin.STARTED:
-                    stop_process_group(pid, process=self.process)
-                    return f"stopped the stack server (pid {pid}) on port {self.port}"
-                return f"the stack server (pid {pid}) on port {self.port} is no longer ours"
-            holders = serverstate.live_holders(state)
-            mine = next((h for h in holders if h.same(self._holder)), None)
-            if mine is not None:
-                holders.remove(mine)  # one reference: a process may hold several
-            if holders:
-                serverstate.set_holders(state, holders)
-                write_state(self._directory, self.port, state)
-                return (
-                    f"left the stack server (pid {pid}) on port {self.port} running for "
-                    f"{len(holders)} other test session(s) holding it; the last one stops it"
-                )
-            stop_process_group(pid, process=self.process)
-            state_path(self._directory, self.port).unlink(missing_ok=True)
-            return f"stopped the stack server (pid {pid}) on port {self.port}"
+def _locked(lock: FileLock, what: str, cancelled: Callable[[], bool] | None = None) -> FileLock:
+    # In short waits when it can be cancelled, so a cancel is seen within a fraction of a second.
+    attempts = [lock.timeout] if cancelled is None else _slices(lock.timeout, 0.2)
+    for wait in attempts:
+        if cancelled is not None and cancelled():
+            raise StartCancelled(f"cancelled while waiting for another session to {what}")
+        try:
+            lock.acquire(timeout=wait)
+            return lock
+        except Timeout:
+            continue
+    raise StackServerError(
+        f"timed out after {lock.timeout:g} s waiting for another session to {what} "
+        f"(lock {lock.lock_file})"
+    )
 
 
-def _locked(lock: FileLock, what: str) -> FileLock:
-    try:
-        lock.acquire()
-    except Timeout:
-        raise StackServerError(
-            f"timed out after {lock.timeout:g} s waiting for another session to {what} "
-            f"(lock {lock.lock_file})"
-        ) from None
-    return lock
+def _slices(total: float, step: float) -> Iterator[float]:
+    """Waits of at most `step` that add up to `total` (forever when `total` is negative)."""
+    deadline = time.monotonic() + total
+    while True:
+        yield step if total < 0 else max(0.0, min(step, deadline - time.monotonic()))
+        if total >= 0 and deadline <= time.monotonic():
+            return
 
 
 @contextmanager
-def _holding(lock: FileLock, what: str):
-    _locked(lock, what)
+def _holding(lock: FileLock, what: str, cancelled: Callable[[], bool] | None = None):
+    _locked(lock, what, cancelled)
     try:
         yield
     finally:
@@ -201,24 +165,27 @@ def acquire(spec: ServerSpec, directory: Path | None = None) -> ServerLease:
     directory = directory or state_dir()
     wait = spec.startup_timeout + 3 * STOP_GRACE_SECONDS
     if spec.port_rule is PortRule.EXACT:
-        with _holding(port_lock(directory, spec.port, wait), f"start the stack on {spec.port}"):
+        held = port_lock(directory, spec.port, wait)
+        with _holding(held, f"start the stack on {spec.port}", spec.cancelled):
             return _acquire_locked(spec, spec.port, directory)
     # Moving to another port: first a server with the same settings anywhere, under a lock
     # per settings, so two sessions with equal settings end up on one server.
-    lock = signature_lock(directory, spec.signature, wait)
-    with _holding(lock, "start a stack server with the same settings"):
+    same = signature_lock(directory, spec.signature, wait)
+    with _holding(same, "start a stack server with the same settings", spec.cancelled):
         shared = _find_same_settings(spec, directory)
         if shared is not None:
             return shared
         note = ""
         if spec.port_rule is PortRule.PREFERRED:
             try:
-                with _holding(port_lock(directory, spec.port, wait), "start the stack"):
+                held = port_lock(directory, spec.port, wait)
+                with _holding(held, "start the stack", spec.cancelled):
                     return _acquire_locked(spec, spec.port, directory)
             except PortTaken as exc:
                 note = f"{exc}"
         port = _free_port(spec.host)
-        with _holding(port_lock(directory, port, wait), f"start the stack on {port}"):
+        held = port_lock(directory, port, wait)
+        with _holding(held, f"start the stack on {port}", spec.cancelled):
             lease = _acquire_locked(spec, port, directory)
         if note:
             lease.note = f"not on port {spec.port}: {note}; using free port {port} instead"
@@ -238,7 +205,8 @@ def _find_same_settings(spec: ServerSpec, directory: Path) -> ServerLease | None
     for port, state in serverstate.all_states(directory):
         if state.get("signature") != dict(spec.signature):
             continue
-        with _holding(port_lock(directory, port, spec.startup_timeout), "share the stack"):
+        held = port_lock(directory, port, spec.startup_timeout)
+        with _holding(held, "share the stack", spec.cancelled):
             state = read_state(directory, port)
             if state is None or state.get("signature") != dict(spec.signature):
                 continue
@@ -394,6 +362,8 @@ def _wait_healthy(
     deadline = time.monotonic() + spec.startup_timeout
     delay = 0.02
     while True:
+        if spec.cancelled is not None and spec.cancelled():
+            raise StartCancelled("cancelled while the stack server was starting")
         code = process.poll()
         if code is not None:
             # The headline names the cause, as the log says it (a missing module, TLS

@@ -17,10 +17,13 @@ built with it and adopts the server rather than holding it.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import signal
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,6 +39,8 @@ from harness.recording.modes import RecordingSettings
 from harness.reporting import FaultCollector
 
 WORKER_KEY = "stack_harness"  # xdist workerinput key: what the controller shares
+SERVER_FILE = "stack-server.json"  # in the controller's work_dir: the server it started
+PUBLISH_GRACE_SECONDS = 30.0  # beyond the controller's own waits, before a worker gives up
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class WorkerData:
     started: float  # when the controller's session started
     server: dict[str, Any] | None = None  # harness.kinds_server.WorkerServer, as a dict
     start_error: str | None = None  # the controller could not start the stack: why
+    # Still starting when the workers were made: the file the controller writes the server
+    # (or the start error) to once it knows, in the same shape as the two fields above.
+    server_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +63,7 @@ class WorkerData:
             "started": self.started,
             "server": self.server,
             "start_error": self.start_error,
+            "server_file": self.server_file,
         }
 
     @classmethod
@@ -65,6 +74,7 @@ class WorkerData:
             float(data["started"]),
             data.get("server"),
             data.get("start_error"),
+            data.get("server_file"),
         )
 
 
@@ -87,6 +97,23 @@ class TestScope:
     def attribution(self) -> Attribution:
         """The same, for a recording layer in this process (the remote kind's cassette)."""
         return Attribution(self.test_id, self.invocation, self.session)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """All of it or nothing: a worker polling for the file never reads half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _wait_for_json(path: Path, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+    found = json.loads(path.read_text(encoding="utf-8"))
+    return found if isinstance(found, dict) else None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -125,6 +152,7 @@ class HarnessSession:
         self.closed = False
         self._patch: Any = None  # harness.client_patch.ClientPatch
         self._sigterm_trapped = False
+        self._adopted = False  # a worker has read its controller's server file
 
     @property
     def is_worker(self) -> bool:
@@ -167,14 +195,56 @@ class HarnessSession:
             started=self.started,
             server=kind.for_workers() if opened else None,
             start_error=str(error) if error is not None else None,
+            server_file=str(self._server_file) if self.lifecycle.opening else None,
         )
 
     # -- the stack --------------------------------------------------------------------------
+
+    @property
+    def _server_file(self) -> Path:
+        return self.work_dir / SERVER_FILE
+
+    def begin_stack(self, *, for_workers: bool = False) -> None:
+        """Start the server in the background (while pytest collects, or its xdist workers
+        boot); :meth:`stack` waits for it. `for_workers`: the workers made meanwhile learn of
+        it from a file (:class:`WorkerData`'s `server_file`)."""
+        kind = self.lifecycle.kind
+        if kind is None or not kind.holds_process or self.is_worker or self.lifecycle.opened:
+            return
+        self._trap_sigterm()  # before starting: a SIGTERM meanwhile still stops it
+        self.lifecycle.begin(self._publish if for_workers else None)
+
+    def _publish(self, base_url: str | None, error: str | None) -> None:
+        kind = self.lifecycle.kind
+        found = {"server": kind.for_workers()} if base_url and kind else {"start_error": error}
+        _write_json(self._server_file, found)
+
+    def _adopt_published_server(self) -> None:
+        """A worker made while its controller was still starting the server: wait to learn it."""
+        worker = self.worker
+        if worker is None or worker.server_file is None or self._adopted:
+            return
+        from harness.kinds_server import WorkerServer
+
+        self._adopted = True
+        wait = 2 * self.options.startup_timeout + PUBLISH_GRACE_SECONDS
+        found = _wait_for_json(Path(worker.server_file), wait)
+        kind = self.lifecycle.kind
+        if found is None:
+            self.lifecycle.start_error = StackStartError(
+                f"the xdist controller did not say within {wait:g} s whether the stack "
+                f"started (no {worker.server_file})"
+            )
+        elif found.get("server") and kind is not None:
+            kind.worker = WorkerServer.from_dict(found["server"])  # type: ignore[attr-defined]
+        else:
+            self.lifecycle.start_error = StackStartError(str(found.get("start_error")))
 
     def stack(self) -> StackHandle:
         """The session's stack, opened on first use; StackStartError if it cannot be."""
         if self.lifecycle.opened:
             return self.lifecycle.stack()
+        self._adopt_published_server()
         kind = self.lifecycle.kind
         if kind is not None and kind.holds_process and not self.is_worker:
             self._trap_sigterm()  # before starting: a SIGTERM meanwhile still stops it

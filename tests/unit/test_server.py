@@ -311,3 +311,53 @@ def test_a_holder_whose_pid_was_reused_holds_nothing(make_spec, state):
     assert replaced.origin is server.Origin.STARTED and replaced.pid != lease.pid
     assert wait_gone(lease.pid)
     replaced.release()
+
+
+def test_a_start_waiting_for_another_sessions_lock_ends_once_cancelled(make_spec, state):
+    port = free_port()
+    cancel = threading.Event()
+    spec = dataclasses.replace(make_spec(port), cancelled=cancel.is_set)
+    ended: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.acquire(spec, state)
+        except BaseException as exc:
+            ended.append(exc)
+
+    with serverstate.port_lock(state, port, timeout=5):  # another session is deciding
+        waiting = threading.Thread(target=start)
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # it waits for the lock...
+        cancel.set()
+        waiting.join(5)
+        assert not waiting.is_alive()  # ...until cancelled, without waiting out its timeout
+    assert len(ended) == 1 and isinstance(ended[0], server.StartCancelled)
+    assert serverstate.read_state(state, port) is None  # nothing was started
+
+
+def test_a_start_cancelled_while_the_server_comes_up_stops_it(make_spec, state):
+    port = free_port()
+    cancel = threading.Event()
+    spec = dataclasses.replace(make_spec(port, "unhealthy", timeout=30), cancelled=cancel.is_set)
+    ended: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.acquire(spec, state)
+        except BaseException as exc:
+            ended.append(exc)
+
+    starting = threading.Thread(target=start)
+    starting.start()
+    while (found := serverstate.read_state(state, port)) is None:
+        assert starting.is_alive()
+        threading.Event().wait(0.02)
+    pid = serverstate.server_of(found).pid
+    cancel.set()
+    starting.join(10)
+    assert not starting.is_alive()
+    assert isinstance(ended[0], server.StartCancelled)
+    assert wait_gone(pid)
+    assert serverstate.read_state(state, port) is None
