@@ -73,12 +73,21 @@ def probe(host: str, port: int, timeout: float = 2.0) -> Probe:
     )
 
 
+TAIL_BYTES = 256 * 1024  # a long run's log is read from here to its end, not from its start
+
+
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
-        content = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as log:
+            size = log.seek(0, 2)
+            log.seek(max(0, size - TAIL_BYTES))
+            content = log.read().decode("utf-8", errors="replace")
     except OSError:
         return f"(no log at {path})"
-    return "\n".join(content.splitlines()[-lines:]) or "(the log is empty)"
+    kept = content.splitlines()
+    if size > TAIL_BYTES:
+        kept = kept[1:]  # the first line read is likely cut
+    return "\n".join(kept[-lines:]) or "(the log is empty)"
 
 
 # A traceback's header: Python's own ("Traceback (most recent call last):"), also inside a log

@@ -245,15 +245,20 @@ class ServerKind(StackKind):
             if health.probe("127.0.0.1", self.port, timeout=1.0).state is health.ProbeState.HEALTHY:
                 return None
             return Gone(f"the stack on port {self.port} stopped answering")
-        tail = health.log_tail(self.log) if self.log else ""
+        # Asked before every test: the log (long, by then) is read only once it is needed.
         if not self.server.alive():
             how = self.lease.exit_description() if self.lease is not None else "exited"
             what = f"the stack server (pid {self.server.pid}) on port {self.port} {how}"
-            return Gone(what, self.log, tail)
+            return Gone(what, self.log, self._log_tail())
         stopped = health.stopped_report(self.server, self.port)
         if stopped is not None:
-            return Gone(stopped[0], self.log, tail, advice=stopped[1])
+            return Gone(stopped[0], self.log, self._log_tail(), advice=stopped[1])
         return None
+
+    def _log_tail(self) -> str:
+        from harness import health
+
+        return health.log_tail(self.log) if self.log else ""
 
     def close(self) -> str:
         if self.lease is None:

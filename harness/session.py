@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -37,6 +38,8 @@ from harness.recording import usage
 from harness.recording.context import Attribution, attribution_headers
 from harness.recording.modes import RecordingSettings
 from harness.reporting import FaultCollector
+
+logger = logging.getLogger(__name__)
 
 WORKER_KEY = "stack_harness"  # xdist workerinput key: what the controller shares
 SERVER_FILE = "stack-server.json"  # in the controller's work_dir: the server it started
@@ -217,7 +220,10 @@ class HarnessSession:
     def _publish(self, base_url: str | None, error: str | None) -> None:
         kind = self.lifecycle.kind
         found = {"server": kind.for_workers()} if base_url and kind else {"start_error": error}
-        _write_json(self._server_file, found)
+        try:
+            _write_json(self._server_file, found)
+        except OSError as exc:  # the workers then give up waiting, naming the file
+            logger.warning("stack-harness: could not tell the xdist workers of the stack: %s", exc)
 
     def _adopt_published_server(self) -> None:
         """A worker made while its controller was still starting the server: wait to learn it."""

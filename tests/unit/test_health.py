@@ -7,6 +7,7 @@ aiohttp (its traceback inside a log record, wrapped to the terminal's width), Ll
 
 from __future__ import annotations
 
+from harness import health
 from harness.health import exit_cause, log_exit_cause
 
 OGX_WITHOUT_TLS = """\
@@ -117,3 +118,22 @@ def test_a_long_cause_is_cut_and_a_big_log_is_read_from_its_end(tmp_path):
     cause = log_exit_cause(log)
 
     assert cause is not None and cause.startswith("ValueError: xxx") and len(cause) == 300
+
+
+def test_the_tail_of_a_long_log_is_its_last_whole_lines(tmp_path):
+    log = tmp_path / "server.log"
+    lines = [f'{{"event": "request {i}", "pad": "{"x" * 200}"}}' for i in range(5000)]
+    log.write_text("\n".join(lines) + "\n")  # about 1 MB, four times what is read of it
+
+    tail = health.log_tail(log).splitlines()
+
+    assert tail == lines[-health.LOG_TAIL_LINES :]
+
+
+def test_the_tail_of_a_short_log_is_all_of_it_and_an_empty_one_says_so(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("one\ntwo\n")
+    assert health.log_tail(log) == "one\ntwo"
+    log.write_text("")
+    assert health.log_tail(log) == "(the log is empty)"
+    assert health.log_tail(tmp_path / "none.log") == f"(no log at {tmp_path / 'none.log'})"
