@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,13 +216,14 @@ class HarnessSession:
         if kind is None or not kind.holds_process or self.is_worker or self.lifecycle.opened:
             return
         self._trap_sigterm()  # before starting: a SIGTERM meanwhile still stops it
-        self.lifecycle.begin(self._publish if for_workers else None)
+        # The scratch directory is made here, in this thread, not in the starting one.
+        self.lifecycle.begin(partial(self._publish, self._server_file) if for_workers else None)
 
-    def _publish(self, base_url: str | None, error: str | None) -> None:
+    def _publish(self, path: Path, base_url: str | None, error: str | None) -> None:
         kind = self.lifecycle.kind
         found = {"server": kind.for_workers()} if base_url and kind else {"start_error": error}
         try:
-            _write_json(self._server_file, found)
+            _write_json(path, found)
         except OSError as exc:  # the workers then give up waiting, naming the file
             logger.warning("stack-harness: could not tell the xdist workers of the stack: %s", exc)
 
@@ -232,9 +234,9 @@ class HarnessSession:
             return
         from harness.kinds_server import WorkerServer
 
-        self._adopted = True
         wait = 2 * self.options.startup_timeout + PUBLISH_GRACE_SECONDS
         found = _wait_for_json(Path(worker.server_file), wait)
+        self._adopted = True  # not before: a worker never starts a server of its own
         kind = self.lifecycle.kind
         if found is None:
             self.lifecycle.start_error = StackStartError(
