@@ -15,6 +15,7 @@ end of its teardown (a session fixture set up during the first test belongs to t
 
 from __future__ import annotations
 
+import importlib
 import os
 from functools import partial
 from typing import Any
@@ -35,6 +36,7 @@ SKIP_MESSAGE = (
     f"set {' or '.join(STACK_CONFIG_NAMES)}, or set stack_config in the pytest ini options"
 )
 STACK_FIXTURE = "_harness_stack"
+MODEL_FIXTURES_PLUGIN = "stack_harness.model_fixtures"
 
 SESSION = pytest.StashKey[HarnessSession]()
 _COLLECTION = pytest.StashKey[Collection]()
@@ -47,11 +49,15 @@ _STOOD_ASIDE = pytest.StashKey[list[str]]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from harness import hookspecs, model_fixtures
+    from harness import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
-    if not pluginmanager.is_registered(model_fixtures):
-        pluginmanager.register(model_fixtures, "stack_harness.model_fixtures")
+    # By import_module, not `from harness import`: a session that imported this plugin afresh
+    # (pytester's in-process runs drop what each one imported) gets model fixtures made
+    # afresh too, on this module's stash key, not the stale package attribute's.
+    if pluginmanager.get_plugin(MODEL_FIXTURES_PLUGIN) is None:
+        models = importlib.import_module("harness.model_fixtures")
+        pluginmanager.register(models, MODEL_FIXTURES_PLUGIN)
 
 
 @pytest.hookimpl(wrapper=True)
