@@ -154,11 +154,11 @@ class _Opening:
         assert self.base_url is not None
         return self.base_url
 
-    def cancel(self) -> str | None:
-        """Stop it and wait; the base URL if it had opened the stack all the same."""
+    def cancel(self) -> bool:
+        """Stop it and wait; whether it had opened the stack all the same."""
         self._cancel.set()
         self.thread.join()
-        return self.base_url if self.error is None else None
+        return self.error is None and self.base_url is not None
 
 
 class StackLifecycle:
@@ -197,11 +197,16 @@ class StackLifecycle:
         """Stop a background start no test turned out to need, as if it was never begun."""
         if self._opening is None:
             return
-        opening, self._opening = self._opening, None
-        if opening.cancel() is not None:
+        if self._abandon_opening():
             assert self.kind is not None
             self.kind.close()
         self.used = False
+
+    def _abandon_opening(self) -> bool:
+        """Cancel a background start, if any, and wait for it; whether it had opened the
+        stack all the same (the kind then holds it, to be closed)."""
+        opening, self._opening = self._opening, None
+        return opening is not None and opening.cancel()
 
     @property
     def base_url(self) -> str | None:
@@ -245,16 +250,12 @@ class StackLifecycle:
 
     def close(self) -> str:
         """Stop what this session started, let go of what it shares; say which. Idempotent."""
-        if self._opening is not None:  # the session ended before it needed the stack
-            opening, self._opening = self._opening, None
-            base_url = opening.cancel()
-            if base_url is not None:
-                assert self.kind is not None
-                self._handle = StackHandle(self.kind, base_url, self.gone)
-        if self._handle is None:
+        opened_meanwhile = self._abandon_opening()  # the session ended before it needed it
+        if self._handle is None and not opened_meanwhile:
             return ""
-        self._handle.close()
-        self._handle = None
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
         assert self.kind is not None
         said = self.kind.close()
         if said and self.gone_found is None:
