@@ -9,6 +9,7 @@ import socket
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -313,10 +314,13 @@ def test_a_holder_whose_pid_was_reused_holds_nothing(make_spec, state):
     replaced.release()
 
 
-def test_a_start_waiting_for_another_sessions_lock_ends_once_cancelled(make_spec, state):
-    port = free_port()
+def _acquire_in_a_thread(
+    spec: ServerSpec, state: Path
+) -> tuple[threading.Thread, threading.Event, list[BaseException]]:
+    """`acquire(spec)` started in a thread, as a background start runs it: the thread, the
+    event that cancels it, and what it raised (once it has ended)."""
     cancel = threading.Event()
-    spec = dataclasses.replace(make_spec(port), cancelled=cancel.is_set)
+    spec = dataclasses.replace(spec, cancelled=cancel.is_set)
     ended: list[BaseException] = []
 
     def start() -> None:
@@ -325,9 +329,16 @@ def test_a_start_waiting_for_another_sessions_lock_ends_once_cancelled(make_spec
         except BaseException as exc:
             ended.append(exc)
 
+    thread = threading.Thread(target=start)
+    thread.start()
+    return thread, cancel, ended
+
+
+def test_a_start_waiting_for_another_sessions_lock_ends_once_cancelled(make_spec, state):
+    port = free_port()
+
     with serverstate.port_lock(state, port, timeout=5):  # another session is deciding
-        waiting = threading.Thread(target=start)
-        waiting.start()
+        waiting, cancel, ended = _acquire_in_a_thread(make_spec(port), state)
         waiting.join(0.5)
         assert waiting.is_alive()  # it waits for the lock...
         cancel.set()
@@ -339,21 +350,11 @@ def test_a_start_waiting_for_another_sessions_lock_ends_once_cancelled(make_spec
 
 def test_a_start_cancelled_while_the_server_comes_up_stops_it(make_spec, state):
     port = free_port()
-    cancel = threading.Event()
-    spec = dataclasses.replace(make_spec(port, "unhealthy", timeout=30), cancelled=cancel.is_set)
-    ended: list[BaseException] = []
 
-    def start() -> None:
-        try:
-            server.acquire(spec, state)
-        except BaseException as exc:
-            ended.append(exc)
-
-    starting = threading.Thread(target=start)
-    starting.start()
+    starting, cancel, ended = _acquire_in_a_thread(make_spec(port, "unhealthy", timeout=30), state)
     while (found := serverstate.read_state(state, port)) is None:
         assert starting.is_alive()
-        threading.Event().wait(0.02)
+        time.sleep(0.02)
     pid = serverstate.server_of(found).pid
     cancel.set()
     starting.join(10)
