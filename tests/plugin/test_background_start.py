@@ -3,7 +3,8 @@
 Every test here runs pytest in a subprocess on a real server process: the overlap itself
 (a module that, as it is imported, finds the server already answering), a session that
 turns out not to need it, an interrupt while the server is still starting, and xdist workers
-that learn of a server their controller had not yet started when they were made.
+that learn that the server their controller was starting as they were made did not start
+(that they adopt one that did is in test_server_lifecycle's xdist test).
 """
 
 from __future__ import annotations
@@ -132,38 +133,6 @@ def test_an_interrupt_while_the_server_is_still_starting_stops_it(project, tmp_p
     assert not serverstate.state_path(serverstate.state_dir(), port).exists(), text
     assert server.probe("127.0.0.1", port).state == "free"
     assert "Exception in thread" not in text, text
-
-
-def test_xdist_workers_made_before_the_server_was_up_adopt_it(project):
-    project.makepyfile(
-        test_many="\n".join(
-            dedent(
-                f"""
-                def test_chat_{i}(openai_client, text_model_id):
-                    reply = openai_client.chat.completions.create(
-                        model=text_model_id, messages=[{{"role": "user", "content": "q{i}"}}]
-                    )
-                    assert reply.choices[0].message.content == "You said: q{i}"
-                """
-            )
-            for i in range(4)
-        )
-    )
-
-    result = project.runpytest_subprocess(
-        "-n",
-        "2",
-        f"--stack-config=server:run.yaml:{free_port()}",
-        "--inference-mode=record",
-        "test_many.py",
-    )
-
-    result.assert_outcomes(passed=4)
-    output = result.stdout.str()
-    assert output.count("started the stack server") == 1
-    # The workers were made first; the server was handed over to the controller after.
-    assert output.index("created: 2/2 workers") < output.index("started the stack server")
-    assert wait_gone(started_pid(output))
 
 
 def test_xdist_workers_learn_that_the_default_stack_did_not_start(project, tmp_path):

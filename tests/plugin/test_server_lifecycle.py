@@ -173,6 +173,8 @@ def test_xdist_workers_share_one_server_and_both_record(project):
     result.assert_outcomes(passed=6)
     output = result.stdout.str()
     assert output.count("started the stack server") == 1  # announced once
+    # The workers were made while it started, and adopted it from their controller's file.
+    assert output.index("created: 2/2 workers") < output.index("started the stack server")
     assert "stack-harness: stopped the stack server (pid" in output  # and what became of it
     workers = {
         test: worker
